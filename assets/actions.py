@@ -1,0 +1,289 @@
+"""Every state change of checkouts and reservations.
+
+``do_*`` functions expect the caller's transaction and the rows they consume already locked
+(Zulip's convention); the device-event entry points live in ``devices.actions`` and call the
+transition functions here with the slot row locked.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from access.models import Badge, Employee
+from assets.models import Asset, AssetType, Checkout, Reservation
+from devices.models import LockerBank, Slot
+from lockerhub import audit, events
+
+logger = logging.getLogger(__name__)
+
+
+def reservation_timeout() -> timedelta:
+    return timedelta(seconds=settings.LOCKERHUB["RESERVATION_TIMEOUT_SECONDS"])
+
+
+def due_at_for(asset_type: AssetType, taken_at: datetime, shift_end_at: datetime | None) -> datetime:
+    """Shift end plus the return grace, never later than the type's maximum loan."""
+    cap = taken_at + asset_type.max_loan
+    if shift_end_at is None:
+        return cap
+    grace = timedelta(minutes=settings.LOCKERHUB["RETURN_GRACE_MINUTES"])
+    return min(shift_end_at + grace, cap)
+
+
+def unlock_command(reservation: Reservation) -> dict:
+    """The command the bank worker executes at most once (by ``id``) and never after ``expires_at``."""
+    slot = reservation.slot
+    return {
+        "id": str(reservation.command_id),
+        "action": "unlock",
+        "slot": slot.number,
+        "board": slot.board,
+        "lock_index": slot.lock_index,
+        "expires_at": reservation.expires_at.isoformat(),
+    }
+
+
+def _slot_payload(slot: Slot) -> dict:
+    return {
+        "slot": slot.number,
+        "door": slot.door_state,
+        "lock": slot.lock_state,
+        "present": slot.present,
+        "charge": slot.charge_state,
+        "asset": slot.asset.asset_tag if slot.asset_id and slot.asset else None,
+        "out_of_service": slot.out_of_service,
+    }
+
+
+def broadcast_slot(slot: Slot) -> None:
+    events.broadcast(events.bank_group(slot.bank.code), "slot.changed", _slot_payload(slot))
+
+
+def do_reserve_take(
+    *, employee: Employee, badge: Badge | None, bank: LockerBank, asset_type_ids: set[int], now: datetime
+) -> Reservation | None:
+    """Reserve the best dispensable slot for ``employee``; None when nothing is left.
+
+    Candidates are locked one by one and re-checked after locking: another tap may have
+    taken the slot between our read and our lock. The partial unique index on active
+    reservations is the last word if two get through anyway.
+    """
+    candidate_ids = list(Slot.objects.dispensable(bank, asset_type_ids).values_list("pk", flat=True)[:10])
+    for slot_id in candidate_ids:
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("asset").get(pk=slot_id)
+        if not _still_dispensable(slot, asset_type_ids):
+            continue
+        try:
+            with transaction.atomic():
+                checkout = Checkout.objects.create(
+                    asset=slot.asset, employee=employee, badge=badge, slot_out=slot, reserved_at=now,
+                )
+                reservation = Reservation.objects.create(
+                    slot=slot, checkout=checkout, purpose=Reservation.Purpose.TAKE,
+                    created_at=now, expires_at=now + reservation_timeout(),
+                )
+        except IntegrityError:
+            logger.info("slot %s reserved concurrently; trying the next one", slot)
+            continue
+        slot.lock_state = Slot.LockState.UNLOCKED
+        slot.save(update_fields=["lock_state"])
+        broadcast_slot(slot)
+        return reservation
+    return None
+
+
+def _still_dispensable(slot: Slot, asset_type_ids: set[int]) -> bool:
+    return (
+        slot.asset is not None
+        and slot.asset.status == Asset.Status.AVAILABLE
+        and slot.asset.asset_type_id in asset_type_ids
+        and not slot.out_of_service
+        and slot.charge_state != Slot.ChargeState.FAULT
+        and slot.door_state == Slot.DoorState.CLOSED
+        and not Reservation.objects.active().filter(slot=slot).exists()
+    )
+
+
+def do_reserve_return(
+    *, checkout: Checkout, bank: LockerBank, now: datetime, damaged: bool = False, damage_note: str = ""
+) -> Reservation | None:
+    """Reserve an empty charging slot for ``checkout``'s asset, preferring the slot it came from."""
+    existing = checkout.reservations.active().select_related("slot").first()
+    if existing is not None and existing.slot.bank_id == bank.pk:
+        return existing
+    candidates = list(Slot.objects.free_for_return(bank).values_list("pk", flat=True)[:10])
+    if checkout.slot_out_id in candidates:
+        candidates.remove(checkout.slot_out_id)
+        candidates.insert(0, checkout.slot_out_id)
+    for slot_id in candidates:
+        slot = Slot.objects.select_for_update(of=("self",)).get(pk=slot_id)
+        if (
+            slot.asset_id is not None
+            or slot.out_of_service
+            or slot.charge_state == Slot.ChargeState.FAULT
+            or Reservation.objects.active().filter(slot=slot).exists()
+        ):
+            continue
+        try:
+            with transaction.atomic():
+                reservation = Reservation.objects.create(
+                    slot=slot, checkout=checkout, purpose=Reservation.Purpose.RETURN,
+                    created_at=now, expires_at=now + reservation_timeout(),
+                    damaged=damaged, damage_note=damage_note[:500],
+                )
+        except IntegrityError:
+            continue
+        slot.lock_state = Slot.LockState.UNLOCKED
+        slot.save(update_fields=["lock_state"])
+        broadcast_slot(slot)
+        return reservation
+    return None
+
+
+def report_damage(reservation: Reservation, note: str, *, actor: str, now: datetime | None = None) -> Reservation:
+    """Mark a pending return as damaged (reported at the kiosk before the door closes)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        if reservation.purpose != Reservation.Purpose.RETURN or not reservation.is_active:
+            raise ValueError("Damage can be reported only on a return in progress.")
+        reservation.damaged = True
+        reservation.damage_note = note[:500]
+        reservation.save(update_fields=["damaged", "damage_note"])
+        audit.record("return.damage_reported", actor=actor, subject=reservation.checkout, data={"note": note[:500]}, at=now)
+    return reservation
+
+
+# --- Transitions driven by the slot's sensors. The caller holds the slot row lock. ---
+
+
+def do_door_opened(slot: Slot, at: datetime, *, actor: str) -> Reservation | None:
+    """The door of ``slot`` opened. Returns the reservation it served; None means nobody unlocked it."""
+    reservation = Reservation.objects.select_for_update().filter(slot=slot, status=Reservation.Status.PENDING).first()
+    if reservation is None:
+        return None
+    reservation.status = Reservation.Status.OPENED
+    reservation.opened_at = at
+    reservation.save(update_fields=["status", "opened_at"])
+    if reservation.purpose == Reservation.Purpose.TAKE:
+        Checkout.objects.filter(pk=reservation.checkout_id).update(opened_at=at)
+    audit.record(
+        f"{reservation.purpose}.door_opened", actor=actor, subject=reservation.checkout or reservation,
+        data={"slot": slot.number, "bank": slot.bank.code}, at=at,
+    )
+    return reservation
+
+
+def do_presence_changed(slot: Slot, present: bool, at: datetime) -> None:
+    """Note when a reserved asset physically left its slot (the take completes on door close)."""
+    if present:
+        return
+    Checkout.objects.filter(
+        slot_out=slot, status=Checkout.Status.RESERVED, taken_at__isnull=True,
+        reservations__status=Reservation.Status.OPENED,
+    ).update(taken_at=at)
+
+
+def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | None:
+    """The door of ``slot`` closed: finish, or cancel, the reservation that opened it."""
+    reservation = (
+        Reservation.objects.select_for_update()
+        .select_related("checkout__asset__asset_type")
+        .filter(slot=slot, status=Reservation.Status.OPENED)
+        .first()
+    )
+    if reservation is None:
+        return None
+    reservation.ended_at = at
+    if reservation.purpose == Reservation.Purpose.REMOTE:
+        reservation.status = Reservation.Status.DONE
+        reservation.save(update_fields=["status", "ended_at"])
+        audit.record("remote.door_closed", actor=actor, subject=reservation,
+                     data={"slot": slot.number, "bank": slot.bank.code, "present": slot.present}, at=at)
+        return reservation
+    checkout = reservation.checkout
+    asset = checkout.asset
+    if reservation.purpose == Reservation.Purpose.TAKE:
+        if slot.present is False:
+            reservation.status = Reservation.Status.DONE
+            checkout.status = Checkout.Status.ACTIVE
+            checkout.taken_at = checkout.taken_at or at
+            checkout.due_at = due_at_for(asset.asset_type, checkout.taken_at, checkout.shift_end_at)
+            asset.status = Asset.Status.CHECKED_OUT
+            asset.save(update_fields=["status"])
+            slot.asset = None
+            slot.save(update_fields=["asset"])
+            action = "take.completed"
+        else:
+            reservation.status = Reservation.Status.CANCELLED
+            checkout.status = Checkout.Status.CANCELLED
+            checkout.taken_at = None
+            action = "take.cancelled"
+    else:
+        if slot.present:
+            reservation.status = Reservation.Status.DONE
+            checkout.status = Checkout.Status.RETURNED
+            checkout.slot_back = slot
+            checkout.returned_at = at
+            checkout.condition = Checkout.Condition.DAMAGED if reservation.damaged else Checkout.Condition.OK
+            checkout.condition_note = reservation.damage_note
+            # A damaged device stays in its slot but out of circulation until someone checks it.
+            asset.status = Asset.Status.MAINTENANCE if reservation.damaged else Asset.Status.AVAILABLE
+            asset.save(update_fields=["status"])
+            slot.asset = asset
+            slot.save(update_fields=["asset"])
+            action = "return.completed"
+        else:
+            reservation.status = Reservation.Status.CANCELLED
+            action = "return.cancelled"
+    reservation.save(update_fields=["status", "ended_at"])
+    checkout.save()
+    audit.record(
+        action, actor=actor, subject=checkout,
+        data={"slot": slot.number, "bank": slot.bank.code, "asset": asset.asset_tag, "due_at": checkout.due_at},
+        at=at,
+    )
+    events.broadcast(
+        events.bank_group(slot.bank.code), action,
+        {"checkout": checkout.pk, "slot": slot.number, "asset": asset.asset_tag, "employee": checkout.employee_id},
+    )
+    return reservation
+
+
+def lapse_expired_reservations(now: datetime | None = None, *, actor: str = audit.SYSTEM) -> int:
+    """Reservations whose door never opened in time lapse; the slot is free again."""
+    now = now or timezone.now()
+    lapsed = 0
+    expired_ids = list(Reservation.objects.expired(now).values_list("pk", flat=True)[:500])
+    for reservation_id in expired_ids:
+        with transaction.atomic():
+            reservation = (
+                Reservation.objects.select_for_update(skip_locked=True)
+                .select_related("slot__bank", "checkout")
+                .filter(pk=reservation_id, status=Reservation.Status.PENDING, expires_at__lte=now)
+                .first()
+            )
+            if reservation is None:  # opened or handled meanwhile
+                continue
+            reservation.status = Reservation.Status.LAPSED
+            reservation.ended_at = now
+            reservation.save(update_fields=["status", "ended_at"])
+            if reservation.purpose == Reservation.Purpose.TAKE:
+                Checkout.objects.filter(pk=reservation.checkout_id, status=Checkout.Status.RESERVED).update(
+                    status=Checkout.Status.LAPSED
+                )
+            slot = reservation.slot
+            Slot.objects.filter(pk=slot.pk).update(lock_state=Slot.LockState.LOCKED)
+            slot.lock_state = Slot.LockState.LOCKED
+            audit.record(
+                f"{reservation.purpose}.lapsed", actor=actor, subject=reservation.checkout or reservation,
+                data={"slot": slot.number, "bank": slot.bank.code}, at=now,
+            )
+            broadcast_slot(slot)
+            lapsed += 1
+    return lapsed

@@ -1,0 +1,198 @@
+"""Asset types, assets, checkouts and the slot reservations that lead to them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class AssetType(models.Model):
+    """A kind of device (scanner, tablet…) with its loan limit."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=80)
+    max_loan_minutes = models.PositiveIntegerField(
+        default=12 * 60, validators=[MinValueValidator(1)], help_text="No loan lasts longer than this."
+    )
+    requires_pin = models.BooleanField(default=False, help_text="High-value: badge and PIN needed to take one.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def max_loan(self) -> timedelta:
+        return timedelta(minutes=self.max_loan_minutes)
+
+
+class Asset(models.Model):
+    """One physical device, known by its asset tag."""
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        CHECKED_OUT = "checked_out", "Checked out"
+        MAINTENANCE = "maintenance", "In maintenance"
+        LOST = "lost", "Lost"
+        RETIRED = "retired", "Retired"
+
+    asset_tag = models.CharField(max_length=40, unique=True)
+    serial_number = models.CharField(max_length=80, blank=True)
+    asset_type = models.ForeignKey(AssetType, on_delete=models.PROTECT, related_name="assets")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE, db_index=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["asset_tag"]
+
+    def __str__(self) -> str:
+        return self.asset_tag
+
+
+class CheckoutQuerySet(models.QuerySet):
+    def open(self) -> CheckoutQuerySet:
+        return self.filter(status__in=Checkout.OPEN_STATUSES)
+
+    def active(self) -> CheckoutQuerySet:
+        return self.filter(status=Checkout.Status.ACTIVE)
+
+    def overdue(self, now: datetime) -> CheckoutQuerySet:
+        return self.active().filter(due_at__lt=now)
+
+
+class Checkout(models.Model):
+    """One loan of one asset to one employee, from reservation to return.
+
+    reserved → active (door opened, asset left, door closed) → returned;
+    reserved → cancelled (door closed with the asset inside) or lapsed (door never opened).
+    """
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved", "Reserved"
+        ACTIVE = "active", "Checked out"
+        RETURNED = "returned", "Returned"
+        CANCELLED = "cancelled", "Cancelled"
+        LAPSED = "lapsed", "Lapsed"
+
+    class Condition(models.TextChoices):
+        OK = "ok", "OK"
+        DAMAGED = "damaged", "Damaged"
+
+    OPEN_STATUSES = (Status.RESERVED, Status.ACTIVE)
+
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="checkouts")
+    employee = models.ForeignKey("access.Employee", on_delete=models.PROTECT, related_name="checkouts")
+    badge = models.ForeignKey("access.Badge", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
+    slot_out = models.ForeignKey("devices.Slot", on_delete=models.PROTECT, related_name="checkouts_out")
+    reserved_at = models.DateTimeField(default=timezone.now)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+    # End of the shift the device was taken in; the due time follows it (DESIGN §4.1).
+    shift_end_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
+    slot_back = models.ForeignKey(
+        "devices.Slot", null=True, blank=True, on_delete=models.PROTECT, related_name="checkouts_back"
+    )
+    returned_at = models.DateTimeField(null=True, blank=True)
+    condition = models.CharField(max_length=8, choices=Condition.choices, blank=True)
+    condition_note = models.CharField(max_length=500, blank=True)
+
+    objects = CheckoutQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-reserved_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset"], condition=Q(status__in=["reserved", "active"]), name="checkout_one_open_per_asset"
+            ),
+        ]
+        indexes = [
+            # The overdue sweep: open checkouts by due time.
+            models.Index(fields=["due_at"], condition=Q(status="active"), name="checkout_active_due_idx"),
+            models.Index(fields=["employee", "status"]),
+            models.Index(fields=["reserved_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} → {self.employee}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    def is_overdue(self, now: datetime) -> bool:
+        return self.status == self.Status.ACTIVE and self.due_at is not None and self.due_at < now
+
+
+class ReservationQuerySet(models.QuerySet):
+    def active(self) -> ReservationQuerySet:
+        return self.filter(status__in=Reservation.ACTIVE_STATUSES)
+
+    def expired(self, now: datetime) -> ReservationQuerySet:
+        return self.filter(status=Reservation.Status.PENDING, expires_at__lte=now)
+
+
+class Reservation(models.Model):
+    """A slot held for one door opening: to take an asset out or to put one back.
+
+    The unlock command sent to the bank carries ``command_id``; the bank executes an id at
+    most once. At most one active reservation per slot, enforced by the database.
+    """
+
+    class Purpose(models.TextChoices):
+        TAKE = "take", "Take"
+        RETURN = "return", "Return"
+        REMOTE = "remote", "Remote open"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the door to open"
+        OPENED = "opened", "Door open"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+        LAPSED = "lapsed", "Lapsed"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.OPENED)
+
+    slot = models.ForeignKey("devices.Slot", on_delete=models.PROTECT, related_name="reservations")
+    checkout = models.ForeignKey(Checkout, null=True, blank=True, on_delete=models.CASCADE, related_name="reservations")
+    # A remote open is asked for by a person, with a reason; it has no checkout.
+    requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=200, blank=True)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    command_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    opened_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # A return may come with a damage report made at the kiosk.
+    damaged = models.BooleanField(default=False)
+    damage_note = models.CharField(max_length=500, blank=True)
+
+    objects = ReservationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"], condition=Q(status__in=["pending", "opened"]), name="reservation_one_active_per_slot"
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose="remote") | Q(checkout__isnull=False), name="reservation_checkout_unless_remote"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.slot} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES

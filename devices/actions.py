@@ -1,0 +1,174 @@
+"""Every state change of banks and slots: sensor readings, remote opens, service flags.
+
+Sensor readings arrive from the bank worker (devices/consumers.py) and are applied here with
+the slot row locked; the checkout transitions they trigger live in ``assets.actions``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from assets import actions as asset_actions
+from assets.models import Reservation
+from devices.models import LockerBank, Slot
+from lockerhub import audit, events
+from lockerhub.actions import raise_alert
+from lockerhub.models import Alert
+
+
+@dataclass
+class SlotChange:
+    """What one sensor reading changed."""
+
+    slot: Slot
+    changed: bool
+    reservation: Reservation | None = None
+    door_forced: bool = False
+
+
+def _locked_slot(bank: LockerBank, number: int) -> Slot:
+    return Slot.objects.select_for_update(of=("self",)).select_related("bank", "asset").get(bank=bank, number=number)
+
+
+def record_slot_state(
+    bank: LockerBank,
+    number: int,
+    *,
+    at: datetime,
+    door_open: bool | None = None,
+    present: bool | None = None,
+    charge_state: str | None = None,
+    actor: str | None = None,
+) -> SlotChange:
+    """Apply one reading of a slot's sensors; only what changed has any effect.
+
+    Order matters when several change at once: the door opens, the asset leaves, the door
+    closes, so presence is applied after an opening and before a closing.
+    """
+    actor = actor or audit.actor_for_bank(bank.code)
+    with transaction.atomic():
+        slot = _locked_slot(bank, number)
+        change = SlotChange(slot, changed=False)
+        if door_open is True and slot.door_state != Slot.DoorState.OPEN:
+            _door_opened(slot, at, actor, change)
+        if present is not None and present != slot.present:
+            slot.present = present
+            slot.save(update_fields=["present"])
+            asset_actions.do_presence_changed(slot, present, at)
+            change.changed = True
+        if door_open is False and slot.door_state != Slot.DoorState.CLOSED:
+            slot.door_state = Slot.DoorState.CLOSED
+            slot.lock_state = Slot.LockState.LOCKED
+            slot.door_opened_at = None
+            slot.state_changed_at = at
+            slot.save(update_fields=["door_state", "lock_state", "door_opened_at", "state_changed_at"])
+            change.reservation = asset_actions.do_door_closed(slot, at, actor=actor) or change.reservation
+            change.changed = True
+        if charge_state is not None and charge_state != slot.charge_state:
+            slot.set_charge_state(charge_state, at)
+            slot.save(update_fields=["charge_state", "charge_state_since"])
+            change.changed = True
+            if charge_state == Slot.ChargeState.FAULT:
+                raise_alert(
+                    Alert.Kind.CHARGE_FAULT, f"charge-fault:{bank.code}:{number}",
+                    f"Charge fault at {bank.code} door {number}", now=at, bank=bank, site_id=bank.site_id,
+                )
+        if change.changed:
+            asset_actions.broadcast_slot(slot)
+    return change
+
+
+def _door_opened(slot: Slot, at: datetime, actor: str, change: SlotChange) -> None:
+    slot.door_state = Slot.DoorState.OPEN
+    slot.lock_state = Slot.LockState.UNLOCKED
+    slot.door_opened_at = at
+    slot.state_changed_at = at
+    slot.save(update_fields=["door_state", "lock_state", "door_opened_at", "state_changed_at"])
+    change.changed = True
+    change.reservation = asset_actions.do_door_opened(slot, at, actor=actor)
+    if change.reservation is None:
+        # Nobody asked for this door to open: forced, or a lock that failed.
+        change.door_forced = True
+        bank = slot.bank
+        audit.record("slot.door_forced", actor=actor, subject=slot, data={"bank": bank.code, "slot": slot.number}, at=at)
+        raise_alert(
+            Alert.Kind.DOOR_FORCED, f"door-forced:{bank.code}:{slot.number}:{at:%Y%m%d%H%M}",
+            f"Door {slot.number} at {bank.code} opened without an unlock", severity=Alert.Severity.CRITICAL,
+            now=at, bank=bank, site_id=bank.site_id,
+        )
+
+
+def remote_open(slot: Slot, *, user: AbstractBaseUser, reason: str, now: datetime | None = None) -> Reservation:
+    """A supervisor opens a door from the dashboard. A reason is mandatory and audited."""
+    reason = reason.strip()
+    if len(reason) < 3:
+        raise ValueError("Say why the door is opened remotely.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank").get(pk=slot.pk)
+        if Reservation.objects.active().filter(slot=slot).exists():
+            raise ValueError(f"Door {slot.number} is already waiting to be opened.")
+        reservation = Reservation.objects.create(
+            slot=slot, purpose=Reservation.Purpose.REMOTE, requested_by=user, reason=reason[:200],
+            created_at=now, expires_at=now + asset_actions.reservation_timeout(), command_id=uuid.uuid4(),
+        )
+        audit.record("slot.remote_open", actor=audit.actor_for_user(user), subject=slot,
+                     data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]}, at=now)
+        send_command(slot.bank, asset_actions.unlock_command(reservation))
+    return reservation
+
+
+def set_out_of_service(
+    slot: Slot, *, out_of_service: bool, reason: str = "", actor: str, now: datetime | None = None
+) -> Slot:
+    """Take a slot out of circulation (or put it back). A slot out of service is never chosen."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank", "asset").get(pk=slot.pk)
+        if slot.out_of_service == out_of_service:
+            return slot
+        slot.out_of_service = out_of_service
+        slot.out_of_service_reason = reason[:200] if out_of_service else ""
+        slot.save(update_fields=["out_of_service", "out_of_service_reason"])
+        audit.record("slot.out_of_service" if out_of_service else "slot.back_in_service", actor=actor, subject=slot,
+                     data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]}, at=now)
+        asset_actions.broadcast_slot(slot)
+    return slot
+
+
+def send_command(bank: LockerBank, command: dict) -> None:
+    """Hand a command to the bank's worker connection after commit."""
+    events.broadcast(events.device_group(bank.code), "device.command", command)
+
+
+def record_heartbeat(bank: LockerBank, at: datetime) -> bool:
+    """Note a heartbeat; returns True when the bank just came back online."""
+    with transaction.atomic():
+        came_online = LockerBank.objects.filter(pk=bank.pk, is_online=False).update(is_online=True, last_heartbeat_at=at) == 1
+        if not came_online:
+            LockerBank.objects.filter(pk=bank.pk).update(last_heartbeat_at=at)
+        else:
+            audit.record("bank.online", actor=audit.actor_for_bank(bank.code), subject=bank, at=at)
+            events.broadcast(events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": True})
+    return came_online
+
+
+def mark_stale_banks_offline(now: datetime, *, after: timedelta) -> list[str]:
+    """Banks whose heartbeats stopped are offline. Claimed by a conditional update, so safe to run twice."""
+    codes = []
+    for bank in LockerBank.objects.filter(is_online=True, last_heartbeat_at__lt=now - after):
+        with transaction.atomic():
+            if LockerBank.objects.filter(pk=bank.pk, is_online=True, last_heartbeat_at__lt=now - after).update(is_online=False) != 1:
+                continue
+            audit.record("bank.offline", actor=audit.SYSTEM, subject=bank, data={"last_heartbeat_at": bank.last_heartbeat_at}, at=now)
+            events.broadcast(events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": False})
+            raise_alert(Alert.Kind.BANK_OFFLINE, f"bank-offline:{bank.code}", f"Bank {bank.code} is offline",
+                        severity=Alert.Severity.CRITICAL, now=now, bank=bank, site_id=bank.site_id)
+            codes.append(bank.code)
+    return codes

@@ -1,0 +1,202 @@
+"""Sites, locker banks and their slots: the physical side of LockerHub."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import zoneinfo
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Berlin).") from None
+
+
+class Site(models.Model):
+    """A warehouse or building. Shifts and opening hours are read in its time zone."""
+
+    name = models.CharField(max_length=120, unique=True)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+
+bank_code_validator = RegexValidator(
+    r"^[A-Z0-9][A-Z0-9_-]{0,31}$", "Use capitals, digits, '-' and '_' (e.g. BANK-A)."
+)
+
+
+class LockerBank(models.Model):
+    """A cabinet of slots driven by one bank worker, reached over its device WebSocket."""
+
+    class Protocol(models.TextChoices):
+        KERONG_CU16 = "kerong-cu16", "Kerong KR-CU16"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="banks")
+    code = models.CharField(max_length=32, unique=True, validators=[bank_code_validator])
+    name = models.CharField(max_length=120, blank=True)
+    location = models.CharField(max_length=200, blank=True, help_text="Where people find it, e.g. 'Gate 3, by the canteen'")
+    protocol = models.CharField(max_length=32, choices=Protocol.choices, default=Protocol.KERONG_CU16)
+    invert_hook = models.BooleanField(default=False, help_text="This hardware reports 1 for an open door.")
+    # sha256 of the device token; the token itself is shown once when made.
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    is_online = models.BooleanField(default=False)
+    door_held_open_seconds = models.PositiveIntegerField(default=60)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        # The token is 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def new_token(self) -> str:
+        """Set a fresh device token and return it; only its hash is kept. The caller saves."""
+        token = f"lhb_{secrets.token_urlsafe(32)}"
+        self.token_hash = self.hash_token(token)
+        return token
+
+    def check_token(self, token: str) -> bool:
+        return bool(self.token_hash) and secrets.compare_digest(self.token_hash, self.hash_token(token))
+
+
+class SlotQuerySet(models.QuerySet):
+    def in_service(self) -> SlotQuerySet:
+        return self.filter(out_of_service=False).exclude(charge_state=Slot.ChargeState.FAULT)
+
+    def unreserved(self) -> SlotQuerySet:
+        from assets.models import Reservation
+
+        return self.exclude(Exists(Reservation.objects.active().filter(slot=OuterRef("pk"))))
+
+    def dispensable(self, bank: LockerBank, asset_type_ids: list[int] | set[int]) -> SlotQuerySet:
+        """Slots at ``bank`` holding an available asset of one of the types, best first.
+
+        Charged before anything else, then the longest charged, so devices rotate and each
+        one leaves as full as it can be.
+        """
+        from assets.models import Asset
+
+        return (
+            self.filter(
+                bank=bank,
+                asset__isnull=False,
+                asset__status=Asset.Status.AVAILABLE,
+                asset__asset_type_id__in=asset_type_ids,
+                door_state=Slot.DoorState.CLOSED,
+            )
+            .in_service()
+            .unreserved()
+            .annotate(
+                is_charged=models.Case(
+                    models.When(charge_state=Slot.ChargeState.CHARGED, then=0), default=1
+                )
+            )
+            .order_by("is_charged", "charge_state_since", "number")
+        )
+
+    def free_for_return(self, bank: LockerBank) -> SlotQuerySet:
+        """Empty charging slots at ``bank`` that can take a device back."""
+        return (
+            self.filter(bank=bank, asset__isnull=True, has_charger=True, door_state=Slot.DoorState.CLOSED)
+            .exclude(present=True)
+            .in_service()
+            .unreserved()
+            .order_by("number")
+        )
+
+
+class Slot(models.Model):
+    """One door of a bank: its lock address, what its sensors say, and the asset it holds."""
+
+    class Size(models.TextChoices):
+        SMALL = "small", "Small"
+        MEDIUM = "medium", "Medium"
+        LARGE = "large", "Large"
+
+    class DoorState(models.TextChoices):
+        CLOSED = "closed", "Closed"
+        OPEN = "open", "Open"
+        UNKNOWN = "unknown", "Unknown"
+
+    class LockState(models.TextChoices):
+        LOCKED = "locked", "Locked"
+        UNLOCKED = "unlocked", "Unlocked"
+        UNKNOWN = "unknown", "Unknown"
+
+    class ChargeState(models.TextChoices):
+        EMPTY = "empty", "Empty"
+        PRESENT_NOT_CHARGING = "present_not_charging", "Present, not charging"
+        CHARGING = "charging", "Charging"
+        CHARGED = "charged", "Charged"
+        FAULT = "fault", "Charge fault"
+        UNKNOWN = "unknown", "Unknown"
+
+    bank = models.ForeignKey(LockerBank, on_delete=models.CASCADE, related_name="slots")
+    number = models.PositiveSmallIntegerField(help_text="The door number people see.")
+    board = models.PositiveSmallIntegerField(validators=[MaxValueValidator(15)])
+    lock_index = models.PositiveSmallIntegerField(validators=[MaxValueValidator(15)], help_text="0-15; lock 1 is index 0")
+    size = models.CharField(max_length=8, choices=Size.choices, default=Size.SMALL)
+    has_charger = models.BooleanField(default=True)
+    out_of_service = models.BooleanField(default=False)
+    out_of_service_reason = models.CharField(max_length=200, blank=True)
+    door_state = models.CharField(max_length=8, choices=DoorState.choices, default=DoorState.CLOSED)
+    lock_state = models.CharField(max_length=8, choices=LockState.choices, default=LockState.LOCKED)
+    door_opened_at = models.DateTimeField(null=True, blank=True)
+    present = models.BooleanField(null=True, help_text="Item sensor; empty when unknown.")
+    charge_state = models.CharField(max_length=24, choices=ChargeState.choices, default=ChargeState.UNKNOWN)
+    charge_state_since = models.DateTimeField(default=timezone.now)
+    asset = models.OneToOneField(
+        "assets.Asset", null=True, blank=True, on_delete=models.PROTECT, related_name="slot"
+    )
+    state_changed_at = models.DateTimeField(default=timezone.now)
+
+    objects = SlotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["bank", "number"]
+        permissions = [
+            ("remote_open_slot", "Can open a slot remotely"),
+            ("set_slot_out_of_service", "Can take a slot out of service"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["bank", "number"], name="slot_number_unique_per_bank"),
+            models.UniqueConstraint(fields=["bank", "board", "lock_index"], name="slot_address_unique_per_bank"),
+            models.CheckConstraint(condition=Q(board__lte=15) & Q(lock_index__lte=15), name="slot_address_in_range"),
+        ]
+        indexes = [models.Index(fields=["bank", "charge_state", "charge_state_since"])]
+
+    def __str__(self) -> str:
+        return f"{self.bank.code} door {self.number}"
+
+    @property
+    def address(self) -> int:
+        """KR-CU16 style address byte: board in the high nibble, lock index in the low one."""
+        return (self.board << 4) | self.lock_index
+
+    def set_charge_state(self, state: str, at: datetime) -> None:
+        if state != self.charge_state:
+            self.charge_state = state
+            self.charge_state_since = at

@@ -1,0 +1,99 @@
+"""Writing and verifying the hash-chained audit log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from lockerhub.models import GENESIS_HASH, AuditEvent, AuditHead
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = "system"
+
+
+def actor_for_user(user: AbstractBaseUser) -> str:
+    return f"user:{user.pk}"
+
+
+def actor_for_bank(code: str) -> str:
+    return f"bank:{code}"
+
+
+def record(
+    action: str,
+    *,
+    actor: str,
+    subject: models.Model | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> AuditEvent:
+    """Append one event to the chain. Must run inside the caller's transaction.
+
+    The chain's head row is locked here, which serialises appends; callers record last so
+    the lock is held only for the tail of their transaction.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit.record() must run inside the action's transaction")
+    head = AuditHead.objects.select_for_update().filter(id=1).first()
+    if head is None:  # a database created without the migration's head row
+        head = AuditHead.objects.create(id=1)
+    event = AuditEvent(
+        seq=head.seq + 1,
+        at=at or timezone.now(),
+        actor=actor,
+        action=action,
+        subject_type=subject._meta.label_lower if subject is not None else "",
+        subject_id=str(subject.pk) if subject is not None else "",
+        data=_jsonable(data or {}),
+        prev_hash=head.hash,
+    )
+    event.hash = event.compute_hash()
+    event.save(force_insert=True)
+    AuditHead.objects.filter(id=1).update(seq=event.seq, hash=event.hash)
+    return event
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    problem: str
+
+
+def verify_chain(chunk_size: int = 5000) -> Iterator[ChainBreak]:
+    """Yield every broken link, first one first. An intact chain yields nothing."""
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    last_seq = 0
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size):
+        if event.seq != expected_seq:
+            yield ChainBreak(event.seq, f"sequence jumps from {expected_seq - 1} to {event.seq} (rows missing)")
+        if event.prev_hash != expected_prev:
+            yield ChainBreak(event.seq, "prev_hash does not match the previous row's hash")
+        if event.compute_hash() != event.hash:
+            yield ChainBreak(event.seq, "row content does not match its hash (edited after writing)")
+        expected_prev = event.hash
+        expected_seq = event.seq + 1
+        last_seq = event.seq
+    head = AuditHead.objects.filter(id=1).first()
+    if head is not None and (head.seq != last_seq or (last_seq and head.hash != expected_prev)):
+        yield ChainBreak(last_seq + 1, f"the chain ends at #{last_seq} but its head says #{head.seq} (rows removed at the end)")
