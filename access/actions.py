@@ -14,7 +14,16 @@ from datetime import date, datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from access.models import REASON_MESSAGES, AccessEvent, AccessRule, Badge, Employee, Reason, ShiftAssignment, normalize_uid
+from access.models import (
+    REASON_MESSAGES,
+    AccessEvent,
+    AccessRule,
+    Badge,
+    Employee,
+    Reason,
+    ShiftAssignment,
+    normalize_uid,
+)
 from access.queries import assignments_around, shift_window
 from assets import actions as asset_actions
 from assets.models import AssetType, Checkout, Reservation
@@ -224,10 +233,9 @@ def _decide(
     pin_ok = pin is not None and badge.check_pin(pin)
     usable = set(allowed) - pin_types if not pin_ok else set(allowed)
     reservation = asset_actions.do_reserve_take(employee=employee, badge=badge, bank=bank, asset_type_ids=usable, now=now) if usable else None
-    if reservation is None and pin_types and not pin_ok:
-        # Only a PIN-protected device is left: ask for (or reject) the PIN rather than say "none".
-        if Slot.objects.dispensable(bank, pin_types).exists():
-            raise Denied(Reason.PIN_REQUIRED if pin is None else Reason.PIN_INCORRECT)
+    # Only a PIN-protected device is left: ask for (or reject) the PIN rather than say "none".
+    if reservation is None and pin_types and not pin_ok and Slot.objects.dispensable(bank, pin_types).exists():
+        raise Denied(Reason.PIN_REQUIRED if pin is None else Reason.PIN_INCORRECT)
     if reservation is None:
         raise Denied(Reason.NO_ASSET_AVAILABLE)
     checkout = reservation.checkout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.hashers import check_password, make_password
@@ -242,7 +242,7 @@ class AccessRuleQuerySet(models.QuerySet):
             who |= Q(departments=employee.department_id)
         return self.filter(is_active=True).filter(who).distinct()
 
-    def at_bank(self, bank) -> AccessRuleQuerySet:  # noqa: ANN001 - devices.LockerBank
+    def at_bank(self, bank) -> AccessRuleQuerySet:
         # A rule naming neither sites nor banks holds everywhere.
         return self.filter(
             Q(banks=bank) | Q(sites=bank.site_id) | (Q(banks__isnull=True) & Q(sites__isnull=True))
@@ -302,7 +302,6 @@ class Reason(models.TextChoices):
     PIN_INCORRECT = "pin_incorrect", "PIN incorrect"
     NO_ASSET_AVAILABLE = "no_asset_available", "No asset available"
     NO_RETURN_SLOT = "no_return_slot", "No free slot for the return"
-    BANK_UNAVAILABLE = "bank_unavailable", "Bank unavailable"
 
 
 # What the kiosk says, in plain words. {name} is the holder's first name where known.
@@ -322,7 +321,6 @@ REASON_MESSAGES: dict[str, str] = {
     Reason.PIN_INCORRECT: "Sorry {name}, that PIN is not correct.",
     Reason.NO_ASSET_AVAILABLE: "Sorry {name}, no charged device is available here right now. Try another locker.",
     Reason.NO_RETURN_SLOT: "Sorry {name}, there is no free door here for a return. Try another locker.",
-    Reason.BANK_UNAVAILABLE: "This locker is temporarily unavailable.",
 }
 
 

@@ -42,5 +42,5 @@ def send_now(group: str, message: dict[str, Any]) -> None:
         return
     try:
         async_to_sync(layer.group_send)(group, message)
-    except Exception:  # noqa: BLE001 - fan-out is best effort by design
+    except Exception:
         logger.warning("live event to %s not sent (channel layer unavailable)", group, exc_info=True)
