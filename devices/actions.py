@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from assets import actions as asset_actions
 from assets.models import Reservation
-from devices.models import LockerBank, Slot
+from devices.models import LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import raise_alert
 from lockerhub.models import Alert
@@ -172,3 +172,34 @@ def mark_stale_banks_offline(now: datetime, *, after: timedelta) -> list[str]:
                         severity=Alert.Severity.CRITICAL, now=now, bank=bank, site_id=bank.site_id)
             codes.append(bank.code)
     return codes
+
+
+def rotate_token(bank: LockerBank, *, actor: str, now: datetime | None = None) -> str:
+    """Give ``bank`` a new device token and return it (only its hash is kept). The old one stops working."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        bank = LockerBank.objects.select_for_update().get(pk=bank.pk)
+        token = bank.new_token()
+        bank.save(update_fields=["token_hash"])
+        audit.record("bank.token_rotated", actor=actor, subject=bank, at=now)
+    return token
+
+
+def create_bank(
+    site: Site, code: str, *, slots: int, actor: str, name: str = "", protocol: str = LockerBank.Protocol.KERONG_CU16,
+    chargers: bool = True, now: datetime | None = None,
+) -> tuple[LockerBank, str]:
+    """Create a bank with ``slots`` doors (16 per board, lock 1 = index 0) and return it with its token."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        bank = LockerBank(site=site, code=code, name=name or code, protocol=protocol)
+        token = bank.new_token()
+        bank.full_clean()
+        bank.save()
+        Slot.objects.bulk_create(
+            Slot(bank=bank, number=n, board=(n - 1) // 16, lock_index=(n - 1) % 16, has_charger=chargers,
+                 charge_state=Slot.ChargeState.UNKNOWN, charge_state_since=now, state_changed_at=now)
+            for n in range(1, slots + 1)
+        )
+        audit.record("bank.created", actor=actor, subject=bank, data={"site": site.name, "slots": slots}, at=now)
+    return bank, token

@@ -41,7 +41,7 @@ class ReadOnlyHistoryAdmin(admin.ModelAdmin):
 class AuditEventAdmin(ReadOnlyHistoryAdmin):
     list_display = ["seq", "at", "actor", "action", "subject", "short_hash"]
     list_filter = ["action", "subject_type"]
-    search_fields = ["=seq", "actor", "action", "=subject_id", "=hash"]
+    search_fields = ["seq__exact", "actor", "action", "=subject_id", "=hash"]
     date_hierarchy = "at"
     ordering = ["-seq"]
     fields = ["seq", "at", "actor", "action", "subject", "subject_type", "subject_id", "data", "prev_hash", "hash"]

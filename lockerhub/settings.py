@@ -189,6 +189,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # depends on it, and the periodic sweeps catch anything a lost enqueue missed.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Synced into django-celery-beat's tables at beat start; edit intervals in the admin.
+CELERY_BEAT_SCHEDULE = {
+    "lapse-reservations": {"task": "assets.tasks.lapse_reservations", "schedule": 5.0},
+    "mark-offline-banks": {"task": "devices.tasks.mark_offline_banks", "schedule": 10.0},
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- REST framework. ---
@@ -232,6 +237,8 @@ LOCKERHUB = {
     # Grace after shift end before a checkout falls due.
     "RETURN_GRACE_MINUTES": env_int("LOCKERHUB_RETURN_GRACE_MINUTES", 30, minimum=0),
     "DOOR_HELD_OPEN_SECONDS": env_int("LOCKERHUB_DOOR_HELD_OPEN_SECONDS", 60, minimum=1),
+    # Bank workers send a heartbeat this often; three missed ones mark the bank offline.
+    "HEARTBEAT_SECONDS": env_int("LOCKERHUB_HEARTBEAT_SECONDS", 5, minimum=1),
 }
 
 LOGGING = {

@@ -108,6 +108,32 @@ def world(db) -> World:
 
 
 @pytest.fixture
+def audit_triggers_restored(django_db_blocker):
+    """Put the append-only triggers back after a transactional test's flush (see audit_purgeable)."""
+    yield
+    from django.db import connection
+
+    from lockerhub.dbtriggers import create_audit_triggers
+
+    with django_db_blocker.unblock():
+        create_audit_triggers(connection)
+
+
+@pytest.fixture
+def audit_purgeable(transactional_db):
+    """A transactional test commits audit rows; its teardown flush must be allowed to remove them.
+
+    Request it after ``audit_triggers_restored`` so the triggers come back after the flush.
+    """
+    yield
+    from django.db import connection
+
+    from lockerhub.dbtriggers import drop_audit_triggers
+
+    drop_audit_triggers(connection)
+
+
+@pytest.fixture
 def at_wednesday_10am(time_machine):
     time_machine.move_to(WEDNESDAY_10AM, tick=False)
     return WEDNESDAY_10AM

@@ -1,0 +1,16 @@
+"""Periodic work on banks."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from devices.actions import mark_stale_banks_offline
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def mark_offline_banks() -> list[str]:
+    """Banks whose heartbeats stopped are marked offline (claimed by a conditional update)."""
+    after = timedelta(seconds=settings.LOCKERHUB["HEARTBEAT_SECONDS"] * 3)
+    return mark_stale_banks_offline(timezone.now(), after=after)
