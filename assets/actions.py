@@ -192,7 +192,7 @@ def do_presence_changed(slot: Slot, present: bool, at: datetime) -> None:
 def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | None:
     """The door of ``slot`` closed: finish, or cancel, the reservation that opened it."""
     reservation = (
-        Reservation.objects.select_for_update()
+        Reservation.objects.select_for_update(of=("self",))
         .select_related("checkout__asset__asset_type")
         .filter(slot=slot, status=Reservation.Status.OPENED)
         .first()
@@ -263,7 +263,7 @@ def lapse_expired_reservations(now: datetime | None = None, *, actor: str = audi
     for reservation_id in expired_ids:
         with transaction.atomic():
             reservation = (
-                Reservation.objects.select_for_update(skip_locked=True)
+                Reservation.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("slot__bank", "checkout")
                 .filter(pk=reservation_id, status=Reservation.Status.PENDING, expires_at__lte=now)
                 .first()
@@ -287,3 +287,27 @@ def lapse_expired_reservations(now: datetime | None = None, *, actor: str = audi
             broadcast_slot(slot)
             lapsed += 1
     return lapsed
+
+
+def command_failed(command_id: str, detail: str, *, at: datetime, actor: str) -> Reservation | None:
+    """The bank could not carry out an unlock: free the slot at once rather than wait for the lapse."""
+    with transaction.atomic():
+        reservation = (
+            Reservation.objects.select_for_update(of=("self",))
+            .select_related("slot__bank")
+            .filter(command_id=command_id, status=Reservation.Status.PENDING)
+            .first()
+        )
+        if reservation is None:
+            return None
+        reservation.status = Reservation.Status.CANCELLED
+        reservation.ended_at = at
+        reservation.save(update_fields=["status", "ended_at"])
+        if reservation.purpose == Reservation.Purpose.TAKE:
+            Checkout.objects.filter(pk=reservation.checkout_id, status=Checkout.Status.RESERVED).update(
+                status=Checkout.Status.CANCELLED
+            )
+        Slot.objects.filter(pk=reservation.slot_id).update(lock_state=Slot.LockState.LOCKED)
+        audit.record("command.failed", actor=actor, subject=reservation.checkout or reservation,
+                     data={"command": command_id, "detail": detail[:200], "slot": reservation.slot.number}, at=at)
+    return reservation

@@ -6,9 +6,12 @@ the slot row locked; the checkout transitions they trigger live in ``assets.acti
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -20,6 +23,9 @@ from devices.models import LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import raise_alert
 from lockerhub.models import Alert
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -203,3 +209,81 @@ def create_bank(
         )
         audit.record("bank.created", actor=actor, subject=bank, data={"site": site.name, "slots": slots}, at=now)
     return bank, token
+
+
+# --- The bank worker's connection (devices/consumers.py) ---
+
+
+def register_worker(bank: LockerBank, worker_id: uuid.UUID, *, at: datetime) -> int:
+    """A worker said hello. Returns the highest event sequence already applied from its journal.
+
+    A new journal identity (a replaced or wiped worker) starts counting afresh.
+    """
+    with transaction.atomic():
+        bank = LockerBank.objects.select_for_update().get(pk=bank.pk)
+        if bank.worker_id != worker_id:
+            audit.record("bank.worker_registered", actor=audit.actor_for_bank(bank.code), subject=bank,
+                         data={"worker_id": str(worker_id), "previous": str(bank.worker_id or "")}, at=at)
+            bank.worker_id = worker_id
+            bank.last_event_seq = 0
+            bank.save(update_fields=["worker_id", "last_event_seq"])
+    record_heartbeat(bank, at)
+    return bank.last_event_seq
+
+
+def apply_worker_event(bank: LockerBank, seq: int, apply: Callable[[LockerBank], T]) -> tuple[bool, T | None]:
+    """Run ``apply`` for event ``seq`` unless it was applied before; returns (applied, result).
+
+    The sequence mark is written in the same transaction as the event's effects, so an event
+    is applied exactly once even when the worker replays it after a lost acknowledgement.
+    """
+    with transaction.atomic():
+        locked = LockerBank.objects.select_for_update().get(pk=bank.pk)
+        if seq <= locked.last_event_seq:
+            return False, None
+        if seq > locked.last_event_seq + 1:
+            logger.warning("bank %s: events %d-%d never arrived", bank.code, locked.last_event_seq + 1, seq - 1)
+        result = apply(locked)
+        LockerBank.objects.filter(pk=bank.pk).update(last_event_seq=seq)
+    return True, result
+
+
+def reconcile_snapshot(bank: LockerBank, slots: list[dict], *, at: datetime) -> int:
+    """The worker's snapshot is the physical truth: bring every slot in line. Returns slots changed."""
+    known = set(bank.slots.values_list("number", flat=True))
+    changed = 0
+    for entry in slots:
+        if entry["slot"] not in known:
+            logger.warning("bank %s snapshot names unknown slot %s", bank.code, entry["slot"])
+            continue
+        change = record_slot_state(
+            bank, entry["slot"], at=at, door_open=entry["door_open"], present=entry.get("present"),
+            charge_state=entry.get("charge_state"),
+        )
+        changed += change.changed
+    return changed
+
+
+def pending_commands(bank: LockerBank, now: datetime) -> list[dict]:
+    """Unlocks issued for ``bank`` whose doors have not opened yet and that have not expired."""
+    reservations = Reservation.objects.filter(
+        slot__bank=bank, status=Reservation.Status.PENDING, expires_at__gt=now
+    ).select_related("slot")
+    return [asset_actions.unlock_command(r) for r in reservations]
+
+
+def flag_doors_held_open(now: datetime) -> int:
+    """Raise an alert for each door open longer than its bank allows (once per opening)."""
+    raised = 0
+    open_slots = Slot.objects.filter(door_state=Slot.DoorState.OPEN, door_opened_at__isnull=False).select_related("bank")
+    for slot in open_slots:
+        limit = timedelta(seconds=slot.bank.door_held_open_seconds)
+        if slot.door_opened_at + limit > now:
+            continue
+        _, created = raise_alert(
+            Alert.Kind.DOOR_HELD_OPEN, f"door-held-open:{slot.bank.code}:{slot.number}:{slot.door_opened_at.isoformat()}",
+            f"Door {slot.number} at {slot.bank.code} open for over {slot.bank.door_held_open_seconds} s",
+            now=now, bank=slot.bank, site_id=slot.bank.site_id, details={"opened_at": slot.door_opened_at.isoformat()},
+        )
+        raised += created
+    return raised

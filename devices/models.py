@@ -58,6 +58,10 @@ class LockerBank(models.Model):
     # sha256 of the device token; the token itself is shown once when made.
     token_hash = models.CharField(max_length=64, blank=True, editable=False)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Exactly-once delivery of worker events: the worker's journal identity and the highest
+    # event sequence applied from it (see docs/device-protocol.md).
+    worker_id = models.UUIDField(null=True, blank=True, editable=False)
+    last_event_seq = models.PositiveBigIntegerField(default=0, editable=False)
     is_online = models.BooleanField(default=False)
     door_held_open_seconds = models.PositiveIntegerField(default=60)
 

@@ -134,6 +134,11 @@ def audit_purgeable(transactional_db):
 
 
 @pytest.fixture
+def live_db(audit_triggers_restored, audit_purgeable):
+    """Committed transactions, visible to other threads and processes (consumers, servers, races)."""
+
+
+@pytest.fixture
 def at_wednesday_10am(time_machine):
     time_machine.move_to(WEDNESDAY_10AM, tick=False)
     return WEDNESDAY_10AM

@@ -1,0 +1,240 @@
+"""The bank worker's WebSocket, through the real ASGI application and the real database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from access.models import AccessEvent
+from assets.models import Checkout, Reservation
+from devices.actions import rotate_token
+from devices.consumers import CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_BANK
+from devices.models import LockerBank, Slot
+from lockerhub import events
+from lockerhub.asgi import application
+from lockerhub.audit import SYSTEM
+from lockerhub.models import Alert, AuditEvent
+from tests.conftest import WEDNESDAY_10AM, World
+
+pytestmark = pytest.mark.usefixtures("live_db")
+
+
+@pytest.fixture
+def now(time_machine):
+    time_machine.move_to(WEDNESDAY_10AM, tick=True)
+    return WEDNESDAY_10AM
+
+
+@pytest.fixture
+def token(world: World) -> str:
+    return rotate_token(world.bank, actor=SYSTEM)
+
+
+def connect(code: str, token: str | None, path_suffix: str = "") -> WebsocketCommunicator:
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    return WebsocketCommunicator(application, f"/ws/devices/{code}/{path_suffix}", headers=headers)
+
+
+async def send(comm: WebsocketCommunicator, message: dict | str) -> None:
+    await comm.send_to(text_data=message if isinstance(message, str) else json.dumps(message))
+
+
+async def receive(comm: WebsocketCommunicator) -> dict:
+    return json.loads(await comm.receive_from(timeout=5))
+
+
+async def hello(comm: WebsocketCommunicator, worker_id: str | None = None) -> dict:
+    connected, _ = await comm.connect(timeout=5)
+    assert connected
+    await send(comm, {"type": "hello", "worker_id": worker_id or str(uuid.uuid4()), "version": "1", "last_seq": 0})
+    config = await receive(comm)
+    assert config["type"] == "config"
+    return config
+
+
+def at(delta: float = 0) -> str:
+    return (WEDNESDAY_10AM + timedelta(seconds=delta)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("code", "which_token", "close_code"),
+    [("BANK-A", None, CLOSE_UNAUTHORIZED), ("BANK-A", "wrong", CLOSE_UNAUTHORIZED), ("BANK-Z", "right", CLOSE_UNKNOWN_BANK)],
+)
+async def test_a_connection_without_the_right_token_is_closed(world, token, code, which_token, close_code) -> None:
+    comm = connect(code, {"right": token, "wrong": "lhb_nope", None: None}[which_token])
+    await comm.connect(timeout=5)
+    output = await comm.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": close_code}
+
+
+async def test_a_token_in_the_url_is_not_accepted(world, token) -> None:
+    comm = WebsocketCommunicator(application, f"/ws/devices/BANK-A/?token={token}")
+    await comm.connect(timeout=5)
+    assert (await comm.receive_output(timeout=5))["code"] == CLOSE_UNAUTHORIZED
+
+
+async def test_hello_gets_the_slot_configuration(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    config = await hello(comm)
+    assert config["bank"] == "BANK-A"
+    assert [s["slot"] for s in config["slots"]] == [1, 2, 3, 4, 5, 6]
+    assert config["slots"][0] == {"slot": 1, "board": 0, "lock_index": 0, "has_charger": True}
+    assert config["last_acked_seq"] == 0
+    await comm.disconnect()
+
+
+async def test_a_tap_gets_an_unlock_command_and_is_applied_once(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    tap = {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid}
+    await send(comm, tap)
+    result, command, ack = await receive(comm), await receive(comm), await receive(comm)
+    assert result["type"] == "tap_result" and result["granted"] and result["message"].startswith("Hi Ana")
+    assert command["type"] == "command" and command["action"] == "unlock"
+    assert (command["board"], command["lock_index"]) == (0, result["slot"] - 1)
+    assert ack == {"type": "ack", "seq": 1}
+
+    await send(comm, tap)  # replayed after a lost ack
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.disconnect()
+    assert await AccessEvent.objects.acount() == 1
+    assert await Reservation.objects.acount() == 1
+
+
+async def test_door_presence_door_completes_the_take(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
+    slot = (await receive(comm))["slot"]
+    await receive(comm), await receive(comm)
+    for seq, event in enumerate(
+        [{"type": "door", "slot": slot, "open": True}, {"type": "presence", "slot": slot, "present": False},
+         {"type": "door", "slot": slot, "open": False}],
+        start=2,
+    ):
+        await send(comm, {**event, "seq": seq, "at": at(seq)})
+        assert await receive(comm) == {"type": "ack", "seq": seq}
+    await comm.disconnect()
+    checkout = await Checkout.objects.aget()
+    assert checkout.status == Checkout.Status.ACTIVE
+
+
+async def test_door_opened_without_an_unlock_is_recorded_as_forced(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, {"type": "door", "seq": 1, "at": at(), "slot": 5, "open": True})
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    await comm.disconnect()
+    assert await Alert.objects.filter(kind=Alert.Kind.DOOR_FORCED, bank__code="BANK-A").aexists()
+    assert await AuditEvent.objects.filter(action="slot.door_forced").aexists()
+
+
+BAD_MESSAGES = [
+    ("{not json", "bad_message"),
+    ("[1, 2]", "bad_message"),
+    (json.dumps({"type": "launch_missiles", "seq": 1}), "unknown_type"),
+    (json.dumps({"type": "badge", "seq": 0, "uid": "04A1B2C3"}), "bad_field"),
+    (json.dumps({"type": "badge", "seq": 1, "uid": "not-hex"}), "bad_field"),
+    (json.dumps({"type": "badge", "seq": 1}), "bad_field"),
+    (json.dumps({"type": "door", "seq": 1, "slot": "7", "open": True}), "bad_field"),
+    (json.dumps({"type": "door", "seq": 1, "slot": 7, "open": 1}), "bad_field"),
+    (json.dumps({"type": "door", "seq": 1, "slot": 99, "open": True}), "bad_field"),
+    (json.dumps({"type": "charge", "seq": 1, "slot": 1, "state": "on fire"}), "bad_field"),
+    (json.dumps({"type": "door", "seq": 1, "slot": 1, "open": True, "at": "yesterday"}), "bad_field"),
+    (json.dumps({"type": "snapshot", "seq": 1, "slots": [{"slot": 1}]}), "bad_field"),
+    (json.dumps({"type": "hello", "worker_id": "nope"}), "bad_field"),
+]
+
+
+@pytest.mark.parametrize(("raw", "code"), BAD_MESSAGES, ids=[c for _, c in BAD_MESSAGES])
+async def test_a_bad_message_gets_an_error_and_changes_nothing(world, token, now, raw, code) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    audit_before = await AuditEvent.objects.acount()
+    bank_before = await LockerBank.objects.aget(code="BANK-A")
+
+    await send(comm, raw)
+    reply = await receive(comm)
+
+    assert reply["type"] == "error"
+    assert reply["code"] == code
+    assert reply["detail"]
+    # The connection stays up and still works.
+    await send(comm, {"type": "door", "seq": 1, "at": at(), "slot": 1, "open": False})
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    await comm.disconnect()
+    assert await AuditEvent.objects.acount() == audit_before
+    bank_after = await LockerBank.objects.aget(code="BANK-A")
+    assert bank_after.last_event_seq == 1 and bank_before.last_event_seq == 0
+    assert not await Slot.objects.filter(bank__code="BANK-A", door_state=Slot.DoorState.OPEN).aexists()
+
+
+async def test_snapshot_is_the_physical_truth(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    slots = [{"slot": n, "door_open": False, "present": n != 2, "charge_state": "charging" if n == 3 else None} for n in range(1, 7)]
+    await send(comm, {"type": "snapshot", "seq": 1, "at": at(), "slots": slots})
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    await comm.disconnect()
+    assert (await Slot.objects.aget(bank=world.bank, number=2)).present is False
+    assert (await Slot.objects.aget(bank=world.bank, number=3)).charge_state == Slot.ChargeState.CHARGING
+
+
+async def test_a_new_worker_journal_starts_counting_afresh(world, token, now) -> None:
+    first = str(uuid.uuid4())
+    comm = connect("BANK-A", token)
+    await hello(comm, first)
+    await send(comm, {"type": "door", "seq": 7, "at": at(), "slot": 1, "open": False})
+    await receive(comm)
+    await comm.disconnect()
+
+    comm = connect("BANK-A", token)
+    assert (await hello(comm, first))["last_acked_seq"] == 7
+    await comm.disconnect()
+    comm = connect("BANK-A", token)
+    assert (await hello(comm, str(uuid.uuid4())))["last_acked_seq"] == 0
+    await comm.disconnect()
+
+
+async def test_a_failed_unlock_frees_the_slot(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
+    await receive(comm)
+    command = await receive(comm)
+    await receive(comm)
+    await send(comm, {"type": "command_result", "seq": 2, "at": at(1), "id": command["id"], "status": "failed", "detail": "no reply from board 0"})
+    assert await receive(comm) == {"type": "ack", "seq": 2}
+    await comm.disconnect()
+    assert (await Reservation.objects.aget()).status == Reservation.Status.CANCELLED
+    assert (await Checkout.objects.aget()).status == Checkout.Status.CANCELLED
+
+
+async def test_a_remote_open_reaches_the_connected_worker(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    command = {"id": str(uuid.uuid4()), "action": "unlock", "slot": 5, "board": 0, "lock_index": 4, "expires_at": at(30)}
+    await get_channel_layer().group_send(events.device_group("BANK-A"), {"type": "device_command", "payload": command})
+    assert await receive(comm) == {"type": "command", **command}
+    await comm.disconnect()
+
+
+async def test_unexpired_commands_are_sent_again_on_reconnect(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
+    await receive(comm)
+    command = await receive(comm)
+    await receive(comm)
+    await comm.disconnect()
+
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    assert (await receive(comm))["id"] == command["id"]
+    await comm.disconnect()
