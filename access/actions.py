@@ -81,7 +81,9 @@ class Denied(Exception):
 
 
 def _message(reason: Reason, employee: Employee | None) -> str:
-    return REASON_MESSAGES.get(reason, reason.label).format(name=employee.first_name if employee else "")
+    return REASON_MESSAGES.get(reason, reason.label).format(
+        name=employee.first_name if employee else ""
+    )
 
 
 def present_badge(
@@ -106,13 +108,22 @@ def present_badge(
             # Serialise taps of one person (two banks at once must not exceed the limit).
             employee = Employee.objects.select_for_update().get(pk=employee.pk)
         try:
-            reservation, reason = _decide(bank, uid, badge, employee, now, intent, pin, damaged, damage_note)
+            reservation, reason = _decide(
+                bank, uid, badge, employee, now, intent, pin, damaged, damage_note
+            )
             granted = True
         except Denied as denied:
             reservation, reason, granted = None, denied.reason, False
         access_event = AccessEvent.objects.create(
-            bank=bank, at=now, uid=uid, badge=badge, employee=employee, granted=granted, reason=reason,
-            slot=reservation.slot if reservation else None, checkout=reservation.checkout if reservation else None,
+            bank=bank,
+            at=now,
+            uid=uid,
+            badge=badge,
+            employee=employee,
+            granted=granted,
+            reason=reason,
+            slot=reservation.slot if reservation else None,
+            checkout=reservation.checkout if reservation else None,
         )
         if reservation is not None:
             message = _granted_message(reservation, employee)
@@ -120,17 +131,30 @@ def present_badge(
             message = _message(reason, employee)
         result = TapResult(granted, reason, message, employee, badge, reservation, access_event)
         audit.record(
-            "badge.presented", actor=actor, subject=access_event,
-            data={"bank": bank.code, "uid": uid, "granted": granted, "reason": str(reason),
-                  "slot": reservation.slot.number if reservation else None},
+            "badge.presented",
+            actor=actor,
+            subject=access_event,
+            data={
+                "bank": bank.code,
+                "uid": uid,
+                "granted": granted,
+                "reason": str(reason),
+                "slot": reservation.slot.number if reservation else None,
+            },
             at=now,
         )
         events.broadcast(events.bank_group(bank.code), "tap", result.as_kiosk_payload())
         if reason in (Reason.BADGE_REVOKED, Reason.BADGE_LOST, Reason.EMPLOYEE_OFFBOARDED):
             raise_alert(
-                Alert.Kind.SUSPICIOUS_ACCESS, f"badge-misuse:{uid}:{bank.code}:{now:%Y%m%d%H}",
-                f"{reason.label} presented at {bank.code}", severity=Alert.Severity.WARNING,
-                details={"uid": uid, "reason": str(reason)}, now=now, bank=bank, site_id=bank.site_id, employee=employee,
+                Alert.Kind.SUSPICIOUS_ACCESS,
+                f"badge-misuse:{uid}:{bank.code}:{now:%Y%m%d%H}",
+                f"{reason.label} presented at {bank.code}",
+                severity=Alert.Severity.WARNING,
+                details={"uid": uid, "reason": str(reason)},
+                now=now,
+                bank=bank,
+                site_id=bank.site_id,
+                employee=employee,
             )
     return result
 
@@ -144,7 +168,11 @@ def _granted_message(reservation: Reservation, employee: Employee) -> str:
 
 def _select_badge(uid: str, now: datetime) -> Badge | None:
     """The badge this UID stands for: the active one if any, otherwise the most recent."""
-    badges = list(Badge.objects.filter(uid=uid).select_related("employee__department").order_by("-issued_at")[:5])
+    badges = list(
+        Badge.objects.filter(uid=uid)
+        .select_related("employee__department")
+        .order_by("-issued_at")[:5]
+    )
     for badge in badges:
         if badge.status == Badge.Status.ACTIVE:
             return badge
@@ -155,10 +183,16 @@ def _check_badge(badge: Badge | None, employee: Employee | None, now: datetime) 
     if badge is None:
         raise Denied(Reason.BADGE_UNKNOWN)
     if badge.status == Badge.Status.REVOKED:
-        raise Denied(Reason.EMPLOYEE_OFFBOARDED if employee.status == Employee.Status.OFFBOARDED else Reason.BADGE_REVOKED)
+        raise Denied(
+            Reason.EMPLOYEE_OFFBOARDED
+            if employee.status == Employee.Status.OFFBOARDED
+            else Reason.BADGE_REVOKED
+        )
     if badge.status == Badge.Status.LOST:
         raise Denied(Reason.BADGE_LOST)
-    if badge.status == Badge.Status.EXPIRED or (badge.valid_until is not None and badge.valid_until <= now):
+    if badge.status == Badge.Status.EXPIRED or (
+        badge.valid_until is not None and badge.valid_until <= now
+    ):
         raise Denied(Reason.BADGE_EXPIRED)
     if badge.valid_from > now:
         raise Denied(Reason.BADGE_NOT_YET_VALID)
@@ -169,12 +203,22 @@ def _check_badge(badge: Badge | None, employee: Employee | None, now: datetime) 
 
 
 def _decide(
-    bank: LockerBank, uid: str, badge: Badge | None, employee: Employee | None, now: datetime,
-    intent: Intent, pin: str | None, damaged: bool, damage_note: str,
+    bank: LockerBank,
+    uid: str,
+    badge: Badge | None,
+    employee: Employee | None,
+    now: datetime,
+    intent: Intent,
+    pin: str | None,
+    damaged: bool,
+    damage_note: str,
 ) -> tuple[Reservation, Reason]:
     _check_badge(badge, employee, now)
     open_checkouts = list(
-        Checkout.objects.open().filter(employee=employee).select_related("asset__asset_type").order_by("reserved_at")
+        Checkout.objects.open()
+        .filter(employee=employee)
+        .select_related("asset__asset_type")
+        .order_by("reserved_at")
     )
     pending_take = next((c for c in open_checkouts if c.status == Checkout.Status.RESERVED), None)
     active = [c for c in open_checkouts if c.status == Checkout.Status.ACTIVE]
@@ -192,12 +236,20 @@ def _decide(
         if reservation is None:
             raise Denied(Reason.NO_RETURN_SLOT)
         audit_data = {"slot": reservation.slot.number, "damaged": damaged}
-        audit.record("return.reserved", actor=audit.actor_for_bank(bank.code), subject=checkout, data=audit_data, at=now)
+        audit.record(
+            "return.reserved",
+            actor=audit.actor_for_bank(bank.code),
+            subject=checkout,
+            data=audit_data,
+            at=now,
+        )
         return reservation, Reason.GRANTED_RETURN
     if intent == Intent.RETURN:
         raise Denied(Reason.NO_RETURN_SLOT)
 
-    rules = list(AccessRule.objects.for_employee(employee).at_bank(bank).prefetch_related("asset_types"))
+    rules = list(
+        AccessRule.objects.for_employee(employee).at_bank(bank).prefetch_related("asset_types")
+    )
     if not rules:
         raise Denied(Reason.NOT_PERMITTED)
 
@@ -218,7 +270,9 @@ def _decide(
 
     held_by_type: dict[int, int] = {}
     for checkout in open_checkouts:
-        held_by_type[checkout.asset.asset_type_id] = held_by_type.get(checkout.asset.asset_type_id, 0) + 1
+        held_by_type[checkout.asset.asset_type_id] = (
+            held_by_type.get(checkout.asset.asset_type_id, 0) + 1
+        )
     allowed: dict[int, datetime | None] = {}
     for rule, shift_end in in_window:
         type_ids = {t.pk for t in rule.asset_types.all()}
@@ -229,22 +283,40 @@ def _decide(
     if not allowed:
         raise Denied(Reason.LIMIT_REACHED)
 
-    pin_types = set(AssetType.objects.filter(pk__in=allowed, requires_pin=True).values_list("pk", flat=True))
+    pin_types = set(
+        AssetType.objects.filter(pk__in=allowed, requires_pin=True).values_list("pk", flat=True)
+    )
     pin_ok = pin is not None and badge.check_pin(pin)
     usable = set(allowed) - pin_types if not pin_ok else set(allowed)
-    reservation = asset_actions.do_reserve_take(employee=employee, badge=badge, bank=bank, asset_type_ids=usable, now=now) if usable else None
+    reservation = (
+        asset_actions.do_reserve_take(
+            employee=employee, badge=badge, bank=bank, asset_type_ids=usable, now=now
+        )
+        if usable
+        else None
+    )
     # Only a PIN-protected device is left: ask for (or reject) the PIN rather than say "none".
-    if reservation is None and pin_types and not pin_ok and Slot.objects.dispensable(bank, pin_types).exists():
+    if (
+        reservation is None
+        and pin_types
+        and not pin_ok
+        and Slot.objects.dispensable(bank, pin_types).exists()
+    ):
         raise Denied(Reason.PIN_REQUIRED if pin is None else Reason.PIN_INCORRECT)
     if reservation is None:
         raise Denied(Reason.NO_ASSET_AVAILABLE)
     checkout = reservation.checkout
     checkout.shift_end_at = allowed[checkout.asset.asset_type_id]
-    checkout.due_at = asset_actions.due_at_for(checkout.asset.asset_type, now, checkout.shift_end_at)
+    checkout.due_at = asset_actions.due_at_for(
+        checkout.asset.asset_type, now, checkout.shift_end_at
+    )
     checkout.save(update_fields=["shift_end_at", "due_at"])
     audit.record(
-        "take.reserved", actor=audit.actor_for_bank(bank.code), subject=checkout,
-        data={"slot": reservation.slot.number, "asset": checkout.asset.asset_tag}, at=now,
+        "take.reserved",
+        actor=audit.actor_for_bank(bank.code),
+        subject=checkout,
+        data={"slot": reservation.slot.number, "asset": checkout.asset.asset_tag},
+        at=now,
     )
     return reservation, Reason.GRANTED_TAKE
 
@@ -278,20 +350,35 @@ def issue_badge(
         if employee.status == Employee.Status.OFFBOARDED:
             raise ValueError(f"{employee} is offboarded; issue no badges.")
         badge = Badge(
-            employee=employee, uid=normalize_uid(uid), technology=technology, is_temporary=temporary,
-            valid_from=valid_from or now, valid_until=valid_until, issued_at=now,
+            employee=employee,
+            uid=normalize_uid(uid),
+            technology=technology,
+            is_temporary=temporary,
+            valid_from=valid_from or now,
+            valid_until=valid_until,
+            issued_at=now,
         )
         if pin:
             badge.set_pin(pin)
         badge.full_clean()
         badge.save()
-        audit.record("badge.issued", actor=actor, subject=badge,
-                     data={"employee": employee.employee_number, "uid": badge.uid, "temporary": temporary}, at=now)
+        audit.record(
+            "badge.issued",
+            actor=actor,
+            subject=badge,
+            data={"employee": employee.employee_number, "uid": badge.uid, "temporary": temporary},
+            at=now,
+        )
     return badge
 
 
 def revoke_badge(
-    badge: Badge, *, actor: str, status: str = Badge.Status.REVOKED, reason: str = "", now: datetime | None = None
+    badge: Badge,
+    *,
+    actor: str,
+    status: str = Badge.Status.REVOKED,
+    reason: str = "",
+    now: datetime | None = None,
 ) -> Badge:
     """Revoke a badge (or mark it lost). Takes effect at the next tap at every bank."""
     if status not in (Badge.Status.REVOKED, Badge.Status.LOST):
@@ -310,7 +397,13 @@ def do_revoke_badge(badge: Badge, *, status: str, reason: str, now: datetime, ac
     badge.revoked_at = now
     badge.revoked_reason = reason[:200]
     badge.save(update_fields=["status", "revoked_at", "revoked_reason"])
-    audit.record(f"badge.{status}", actor=actor, subject=badge, data={"uid": badge.uid, "reason": reason[:200]}, at=now)
+    audit.record(
+        f"badge.{status}",
+        actor=actor,
+        subject=badge,
+        data={"uid": badge.uid, "reason": reason[:200]},
+        at=now,
+    )
     # Workers cache nothing that grants access, but tell them anyway so a kiosk can show it.
     events.broadcast(events.ALL_DEVICES_GROUP, "badge.revoked", {"uid": badge.uid})
 
@@ -327,7 +420,9 @@ class OffboardResult:
     already_offboarded: bool = False
 
 
-def offboard_employee(employee: Employee, *, actor: str, now: datetime | None = None) -> OffboardResult:
+def offboard_employee(
+    employee: Employee, *, actor: str, now: datetime | None = None
+) -> OffboardResult:
     """End someone's access everywhere in one step (DESIGN §4.4).
 
     Marks them offboarded, revokes every badge, ends shift assignments, cancels pending
@@ -339,34 +434,60 @@ def offboard_employee(employee: Employee, *, actor: str, now: datetime | None = 
         employee = Employee.objects.select_for_update().get(pk=employee.pk)
         already = employee.status == Employee.Status.OFFBOARDED
         revoked: list[Badge] = []
-        for badge in Badge.objects.select_for_update().filter(employee=employee, status=Badge.Status.ACTIVE):
-            do_revoke_badge(badge, status=Badge.Status.REVOKED, reason="offboarded", now=now, actor=actor)
+        for badge in Badge.objects.select_for_update().filter(
+            employee=employee, status=Badge.Status.ACTIVE
+        ):
+            do_revoke_badge(
+                badge, status=Badge.Status.REVOKED, reason="offboarded", now=now, actor=actor
+            )
             revoked.append(badge)
         _end_assignments(employee, now.date())
-        for reservation in Reservation.objects.select_for_update().filter(
-            checkout__employee=employee, purpose=Reservation.Purpose.TAKE, status=Reservation.Status.PENDING
-        ):
-            reservation.status = Reservation.Status.CANCELLED
-            reservation.ended_at = now
-            reservation.save(update_fields=["status", "ended_at"])
-            Checkout.objects.filter(pk=reservation.checkout_id).update(status=Checkout.Status.CANCELLED)
-        devices_out = list(Checkout.objects.active().filter(employee=employee).select_related("asset__asset_type", "slot_out__bank"))
+        pending = (
+            Reservation.objects.select_for_update(of=("self",))
+            .select_related("slot__bank", "slot__asset")
+            .filter(
+                checkout__employee=employee,
+                purpose=Reservation.Purpose.TAKE,
+                status=Reservation.Status.PENDING,
+            )
+        )
+        for reservation in pending:
+            asset_actions.do_end_reservation(
+                reservation,
+                Reservation.Status.CANCELLED,
+                at=now,
+                actor=actor,
+                data={"reason": "offboarded"},
+            )
+        devices_out = list(
+            Checkout.objects.active()
+            .filter(employee=employee)
+            .select_related("asset__asset_type", "slot_out__bank")
+        )
         if not already:
             employee.status = Employee.Status.OFFBOARDED
             employee.offboarded_at = now
             employee.save(update_fields=["status", "offboarded_at"])
             audit.record(
-                "employee.offboarded", actor=actor, subject=employee,
-                data={"badges_revoked": [b.uid for b in revoked], "devices_out": [c.asset.asset_tag for c in devices_out]},
+                "employee.offboarded",
+                actor=actor,
+                subject=employee,
+                data={
+                    "badges_revoked": [b.uid for b in revoked],
+                    "devices_out": [c.asset.asset_tag for c in devices_out],
+                },
                 at=now,
             )
         alert = None
         if devices_out:
             alert, _ = raise_alert(
-                Alert.Kind.RECOVERY, f"recovery:{employee.pk}",
+                Alert.Kind.RECOVERY,
+                f"recovery:{employee.pk}",
                 f"Recover {len(devices_out)} device(s) from {employee.full_name}",
                 severity=Alert.Severity.CRITICAL,
-                details={"assets": [c.asset.asset_tag for c in devices_out]}, now=now, employee=employee,
+                details={"assets": [c.asset.asset_tag for c in devices_out]},
+                now=now,
+                employee=employee,
                 site_id=employee.home_site_id,
             )
     return OffboardResult(employee, revoked, devices_out, alert, already)

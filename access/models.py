@@ -12,7 +12,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-uid_validator = RegexValidator(r"^(?:[0-9A-F]{2}){4,10}$", "A badge UID is 4 to 10 bytes of upper-case hex.")
+uid_validator = RegexValidator(
+    r"^(?:[0-9A-F]{2}){4,10}$", "A badge UID is 4 to 10 bytes of upper-case hex."
+)
 
 
 def normalize_uid(raw: str) -> str:
@@ -57,12 +59,22 @@ class Employee(models.Model):
     first_name = models.CharField(max_length=80)
     last_name = models.CharField(max_length=80, blank=True)
     email = models.EmailField(blank=True)
-    department = models.ForeignKey(Department, null=True, blank=True, on_delete=models.SET_NULL, related_name="employees")
-    home_site = models.ForeignKey("devices.Site", null=True, blank=True, on_delete=models.SET_NULL, related_name="employees")
-    supervisor = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.SET_NULL, related_name="employees"
+    )
+    home_site = models.ForeignKey(
+        "devices.Site", null=True, blank=True, on_delete=models.SET_NULL, related_name="employees"
+    )
+    supervisor = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports"
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True
+    )
     offboarded_at = models.DateTimeField(null=True, blank=True)
-    user = models.OneToOneField("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="employee")
+    user = models.OneToOneField(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="employee"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -103,7 +115,9 @@ class Badge(models.Model):
 
     employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="badges")
     uid = models.CharField(max_length=20, validators=[uid_validator], db_index=True)
-    technology = models.CharField(max_length=16, choices=Technology.choices, default=Technology.ISO14443A)
+    technology = models.CharField(
+        max_length=16, choices=Technology.choices, default=Technology.ISO14443A
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     is_temporary = models.BooleanField(default=False)
     valid_from = models.DateTimeField(default=timezone.now)
@@ -119,7 +133,9 @@ class Badge(models.Model):
         ordering = ["-issued_at"]
         permissions = [("revoke_badge", "Can revoke a badge or mark it lost")]
         constraints = [
-            models.UniqueConstraint(fields=["uid"], condition=Q(status="active"), name="badge_uid_unique_among_active"),
+            models.UniqueConstraint(
+                fields=["uid"], condition=Q(status="active"), name="badge_uid_unique_among_active"
+            ),
             models.CheckConstraint(
                 condition=Q(valid_until__isnull=True) | Q(valid_until__gt=models.F("valid_from")),
                 name="badge_validity_ordered",
@@ -129,8 +145,12 @@ class Badge(models.Model):
     def __str__(self) -> str:
         return f"{self.uid} ({self.get_status_display()})"
 
+    def clean_fields(self, exclude: set[str] | None = None) -> None:
+        # Readers and people write UIDs as 04:a1:b2…; store one spelling before validating it.
+        self.uid = normalize_uid(self.uid or "")
+        super().clean_fields(exclude=exclude)
+
     def clean(self) -> None:
-        self.uid = normalize_uid(self.uid)
         if self.is_temporary and self.valid_until is None:
             raise ValidationError({"valid_until": "A temporary badge needs an expiry."})
 
@@ -156,7 +176,9 @@ class Shift(models.Model):
     site = models.ForeignKey("devices.Site", on_delete=models.CASCADE, related_name="shifts")
     name = models.CharField(max_length=80)
     days = models.PositiveSmallIntegerField(
-        default=0b0011111, validators=[MinValueValidator(1), MaxValueValidator(127)], help_text="Bit 0 = Monday … bit 6 = Sunday"
+        default=0b0011111,
+        validators=[MinValueValidator(1), MaxValueValidator(127)],
+        help_text="Bit 0 = Monday … bit 6 = Sunday",
     )
     start = models.TimeField()
     end = models.TimeField()
@@ -190,7 +212,11 @@ class Shift(models.Model):
         return start, end
 
     def window_at(
-        self, now: datetime, tz: ZoneInfo, before: timedelta = timedelta(0), after: timedelta = timedelta(0)
+        self,
+        now: datetime,
+        tz: ZoneInfo,
+        before: timedelta = timedelta(0),
+        after: timedelta = timedelta(0),
     ) -> tuple[datetime, datetime] | None:
         """The occurrence whose window [start - before, end + after) holds ``now``, if any."""
         local_day = now.astimezone(tz).date()
@@ -208,13 +234,17 @@ class Shift(models.Model):
 
 class ShiftAssignmentQuerySet(models.QuerySet):
     def valid_on(self, day: date) -> ShiftAssignmentQuerySet:
-        return self.filter(valid_from__lte=day).filter(Q(valid_until__isnull=True) | Q(valid_until__gte=day))
+        return self.filter(valid_from__lte=day).filter(
+            Q(valid_until__isnull=True) | Q(valid_until__gte=day)
+        )
 
 
 class ShiftAssignment(models.Model):
     """An employee works a shift pattern between two dates (inclusive; open-ended without an end)."""
 
-    employee = models.ForeignKey(Employee, on_delete=models.CASCADE, related_name="shift_assignments")
+    employee = models.ForeignKey(
+        Employee, on_delete=models.CASCADE, related_name="shift_assignments"
+    )
     shift = models.ForeignKey(Shift, on_delete=models.CASCADE, related_name="assignments")
     valid_from = models.DateField()
     valid_until = models.DateField(null=True, blank=True)
@@ -260,7 +290,9 @@ class AccessRule(models.Model):
     asset_types = models.ManyToManyField("assets.AssetType", related_name="access_rules")
     sites = models.ManyToManyField("devices.Site", blank=True, related_name="access_rules")
     banks = models.ManyToManyField("devices.LockerBank", blank=True, related_name="access_rules")
-    require_shift = models.BooleanField(default=True, help_text="Only during an assigned shift (with grace).")
+    require_shift = models.BooleanField(
+        default=True, help_text="Only during an assigned shift (with grace)."
+    )
     grace_before_minutes = models.PositiveSmallIntegerField(default=15)
     grace_after_minutes = models.PositiveSmallIntegerField(default=15)
     max_concurrent = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
@@ -327,15 +359,25 @@ REASON_MESSAGES: dict[str, str] = {
 class AccessEvent(models.Model):
     """Every badge presentation at a bank, granted or denied, with its reason."""
 
-    bank = models.ForeignKey("devices.LockerBank", on_delete=models.PROTECT, related_name="access_events")
+    bank = models.ForeignKey(
+        "devices.LockerBank", on_delete=models.PROTECT, related_name="access_events"
+    )
     at = models.DateTimeField(default=timezone.now)
     uid = models.CharField(max_length=20)
-    badge = models.ForeignKey(Badge, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events")
-    employee = models.ForeignKey(Employee, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events")
+    badge = models.ForeignKey(
+        Badge, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events"
+    )
+    employee = models.ForeignKey(
+        Employee, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events"
+    )
     granted = models.BooleanField()
     reason = models.CharField(max_length=32, choices=Reason.choices)
-    slot = models.ForeignKey("devices.Slot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    checkout = models.ForeignKey("assets.Checkout", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    slot = models.ForeignKey(
+        "devices.Slot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checkout = models.ForeignKey(
+        "assets.Checkout", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-at"]

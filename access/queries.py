@@ -34,7 +34,9 @@ def shift_window(
         if window is None:
             continue
         start_day = window[0].astimezone(tz).date()
-        if start_day < assignment.valid_from or (assignment.valid_until and start_day > assignment.valid_until):
+        if start_day < assignment.valid_from or (
+            assignment.valid_until and start_day > assignment.valid_until
+        ):
             continue
         if best is None or window[1] > best[2]:
             best = (shift, window[0], window[1])

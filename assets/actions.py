@@ -26,7 +26,9 @@ def reservation_timeout() -> timedelta:
     return timedelta(seconds=settings.LOCKERHUB["RESERVATION_TIMEOUT_SECONDS"])
 
 
-def due_at_for(asset_type: AssetType, taken_at: datetime, shift_end_at: datetime | None) -> datetime:
+def due_at_for(
+    asset_type: AssetType, taken_at: datetime, shift_end_at: datetime | None
+) -> datetime:
     """Shift end plus the return grace, never later than the type's maximum loan."""
     cap = taken_at + asset_type.max_loan
     if shift_end_at is None:
@@ -65,7 +67,12 @@ def broadcast_slot(slot: Slot) -> None:
 
 
 def do_reserve_take(
-    *, employee: Employee, badge: Badge | None, bank: LockerBank, asset_type_ids: set[int], now: datetime
+    *,
+    employee: Employee,
+    badge: Badge | None,
+    bank: LockerBank,
+    asset_type_ids: set[int],
+    now: datetime,
 ) -> Reservation | None:
     """Reserve the best dispensable slot for ``employee``; None when nothing is left.
 
@@ -73,7 +80,9 @@ def do_reserve_take(
     taken the slot between our read and our lock. The partial unique index on active
     reservations is the last word if two get through anyway.
     """
-    candidate_ids = list(Slot.objects.dispensable(bank, asset_type_ids).values_list("pk", flat=True)[:10])
+    candidate_ids = list(
+        Slot.objects.dispensable(bank, asset_type_ids).values_list("pk", flat=True)[:10]
+    )
     for slot_id in candidate_ids:
         slot = Slot.objects.select_for_update(of=("self",)).select_related("asset").get(pk=slot_id)
         if not _still_dispensable(slot, asset_type_ids):
@@ -81,11 +90,18 @@ def do_reserve_take(
         try:
             with transaction.atomic():
                 checkout = Checkout.objects.create(
-                    asset=slot.asset, employee=employee, badge=badge, slot_out=slot, reserved_at=now,
+                    asset=slot.asset,
+                    employee=employee,
+                    badge=badge,
+                    slot_out=slot,
+                    reserved_at=now,
                 )
                 reservation = Reservation.objects.create(
-                    slot=slot, checkout=checkout, purpose=Reservation.Purpose.TAKE,
-                    created_at=now, expires_at=now + reservation_timeout(),
+                    slot=slot,
+                    checkout=checkout,
+                    purpose=Reservation.Purpose.TAKE,
+                    created_at=now,
+                    expires_at=now + reservation_timeout(),
                 )
         except IntegrityError:
             logger.info("slot %s reserved concurrently; trying the next one", slot)
@@ -110,7 +126,12 @@ def _still_dispensable(slot: Slot, asset_type_ids: set[int]) -> bool:
 
 
 def do_reserve_return(
-    *, checkout: Checkout, bank: LockerBank, now: datetime, damaged: bool = False, damage_note: str = ""
+    *,
+    checkout: Checkout,
+    bank: LockerBank,
+    now: datetime,
+    damaged: bool = False,
+    damage_note: str = "",
 ) -> Reservation | None:
     """Reserve an empty charging slot for ``checkout``'s asset, preferring the slot it came from."""
     existing = checkout.reservations.active().select_related("slot").first()
@@ -132,9 +153,13 @@ def do_reserve_return(
         try:
             with transaction.atomic():
                 reservation = Reservation.objects.create(
-                    slot=slot, checkout=checkout, purpose=Reservation.Purpose.RETURN,
-                    created_at=now, expires_at=now + reservation_timeout(),
-                    damaged=damaged, damage_note=damage_note[:500],
+                    slot=slot,
+                    checkout=checkout,
+                    purpose=Reservation.Purpose.RETURN,
+                    created_at=now,
+                    expires_at=now + reservation_timeout(),
+                    damaged=damaged,
+                    damage_note=damage_note[:500],
                 )
         except IntegrityError:
             continue
@@ -145,7 +170,9 @@ def do_reserve_return(
     return None
 
 
-def report_damage(reservation: Reservation, note: str, *, actor: str, now: datetime | None = None) -> Reservation:
+def report_damage(
+    reservation: Reservation, note: str, *, actor: str, now: datetime | None = None
+) -> Reservation:
     """Mark a pending return as damaged (reported at the kiosk before the door closes)."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -155,7 +182,13 @@ def report_damage(reservation: Reservation, note: str, *, actor: str, now: datet
         reservation.damaged = True
         reservation.damage_note = note[:500]
         reservation.save(update_fields=["damaged", "damage_note"])
-        audit.record("return.damage_reported", actor=actor, subject=reservation.checkout, data={"note": note[:500]}, at=now)
+        audit.record(
+            "return.damage_reported",
+            actor=actor,
+            subject=reservation.checkout,
+            data={"note": note[:500]},
+            at=now,
+        )
     return reservation
 
 
@@ -164,7 +197,11 @@ def report_damage(reservation: Reservation, note: str, *, actor: str, now: datet
 
 def do_door_opened(slot: Slot, at: datetime, *, actor: str) -> Reservation | None:
     """The door of ``slot`` opened. Returns the reservation it served; None means nobody unlocked it."""
-    reservation = Reservation.objects.select_for_update().filter(slot=slot, status=Reservation.Status.PENDING).first()
+    reservation = (
+        Reservation.objects.select_for_update()
+        .filter(slot=slot, status=Reservation.Status.PENDING)
+        .first()
+    )
     if reservation is None:
         return None
     reservation.status = Reservation.Status.OPENED
@@ -173,8 +210,11 @@ def do_door_opened(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
     if reservation.purpose == Reservation.Purpose.TAKE:
         Checkout.objects.filter(pk=reservation.checkout_id).update(opened_at=at)
     audit.record(
-        f"{reservation.purpose}.door_opened", actor=actor, subject=reservation.checkout or reservation,
-        data={"slot": slot.number, "bank": slot.bank.code}, at=at,
+        f"{reservation.purpose}.door_opened",
+        actor=actor,
+        subject=reservation.checkout or reservation,
+        data={"slot": slot.number, "bank": slot.bank.code},
+        at=at,
     )
     return reservation
 
@@ -184,7 +224,9 @@ def do_presence_changed(slot: Slot, present: bool, at: datetime) -> None:
     if present:
         return
     Checkout.objects.filter(
-        slot_out=slot, status=Checkout.Status.RESERVED, taken_at__isnull=True,
+        slot_out=slot,
+        status=Checkout.Status.RESERVED,
+        taken_at__isnull=True,
         reservations__status=Reservation.Status.OPENED,
     ).update(taken_at=at)
 
@@ -203,8 +245,13 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
     if reservation.purpose == Reservation.Purpose.REMOTE:
         reservation.status = Reservation.Status.DONE
         reservation.save(update_fields=["status", "ended_at"])
-        audit.record("remote.door_closed", actor=actor, subject=reservation,
-                     data={"slot": slot.number, "bank": slot.bank.code, "present": slot.present}, at=at)
+        audit.record(
+            "remote.door_closed",
+            actor=actor,
+            subject=reservation,
+            data={"slot": slot.number, "bank": slot.bank.code, "present": slot.present},
+            at=at,
+        )
         return reservation
     checkout = reservation.checkout
     asset = checkout.asset
@@ -230,10 +277,14 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
             checkout.status = Checkout.Status.RETURNED
             checkout.slot_back = slot
             checkout.returned_at = at
-            checkout.condition = Checkout.Condition.DAMAGED if reservation.damaged else Checkout.Condition.OK
+            checkout.condition = (
+                Checkout.Condition.DAMAGED if reservation.damaged else Checkout.Condition.OK
+            )
             checkout.condition_note = reservation.damage_note
             # A damaged device stays in its slot but out of circulation until someone checks it.
-            asset.status = Asset.Status.MAINTENANCE if reservation.damaged else Asset.Status.AVAILABLE
+            asset.status = (
+                Asset.Status.MAINTENANCE if reservation.damaged else Asset.Status.AVAILABLE
+            )
             asset.save(update_fields=["status"])
             slot.asset = asset
             slot.save(update_fields=["asset"])
@@ -244,15 +295,61 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
     reservation.save(update_fields=["status", "ended_at"])
     checkout.save()
     audit.record(
-        action, actor=actor, subject=checkout,
-        data={"slot": slot.number, "bank": slot.bank.code, "asset": asset.asset_tag, "due_at": checkout.due_at},
+        action,
+        actor=actor,
+        subject=checkout,
+        data={
+            "slot": slot.number,
+            "bank": slot.bank.code,
+            "asset": asset.asset_tag,
+            "due_at": checkout.due_at,
+        },
         at=at,
     )
     events.broadcast(
-        events.bank_group(slot.bank.code), action,
-        {"checkout": checkout.pk, "slot": slot.number, "asset": asset.asset_tag, "employee": checkout.employee_id},
+        events.bank_group(slot.bank.code),
+        action,
+        {
+            "checkout": checkout.pk,
+            "slot": slot.number,
+            "asset": asset.asset_tag,
+            "employee": checkout.employee_id,
+        },
     )
     return reservation
+
+
+def do_end_reservation(
+    reservation: Reservation, status: str, *, at: datetime, actor: str, data: dict | None = None
+) -> None:
+    """End a reservation whose door never opened (lapsed or cancelled): relock and free the slot.
+
+    The caller holds the reservation's row lock. A take's checkout ends with it; a return's
+    checkout stays active (the device is still out).
+    """
+    reservation.status = status
+    reservation.ended_at = at
+    reservation.save(update_fields=["status", "ended_at"])
+    if reservation.purpose == Reservation.Purpose.TAKE:
+        checkout_status = (
+            Checkout.Status.LAPSED
+            if status == Reservation.Status.LAPSED
+            else Checkout.Status.CANCELLED
+        )
+        Checkout.objects.filter(pk=reservation.checkout_id, status=Checkout.Status.RESERVED).update(
+            status=checkout_status
+        )
+    slot = reservation.slot
+    Slot.objects.filter(pk=slot.pk).update(lock_state=Slot.LockState.LOCKED)
+    slot.lock_state = Slot.LockState.LOCKED
+    audit.record(
+        f"{reservation.purpose}.{status}",
+        actor=actor,
+        subject=reservation.checkout or reservation,
+        data={"slot": slot.number, "bank": slot.bank.code, **(data or {})},
+        at=at,
+    )
+    broadcast_slot(slot)
 
 
 def lapse_expired_reservations(now: datetime | None = None, *, actor: str = audit.SYSTEM) -> int:
@@ -264,27 +361,13 @@ def lapse_expired_reservations(now: datetime | None = None, *, actor: str = audi
         with transaction.atomic():
             reservation = (
                 Reservation.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("slot__bank", "checkout")
+                .select_related("slot__bank", "slot__asset")
                 .filter(pk=reservation_id, status=Reservation.Status.PENDING, expires_at__lte=now)
                 .first()
             )
             if reservation is None:  # opened or handled meanwhile
                 continue
-            reservation.status = Reservation.Status.LAPSED
-            reservation.ended_at = now
-            reservation.save(update_fields=["status", "ended_at"])
-            if reservation.purpose == Reservation.Purpose.TAKE:
-                Checkout.objects.filter(pk=reservation.checkout_id, status=Checkout.Status.RESERVED).update(
-                    status=Checkout.Status.LAPSED
-                )
-            slot = reservation.slot
-            Slot.objects.filter(pk=slot.pk).update(lock_state=Slot.LockState.LOCKED)
-            slot.lock_state = Slot.LockState.LOCKED
-            audit.record(
-                f"{reservation.purpose}.lapsed", actor=actor, subject=reservation.checkout or reservation,
-                data={"slot": slot.number, "bank": slot.bank.code}, at=now,
-            )
-            broadcast_slot(slot)
+            do_end_reservation(reservation, Reservation.Status.LAPSED, at=now, actor=actor)
             lapsed += 1
     return lapsed
 
@@ -294,20 +377,17 @@ def command_failed(command_id: str, detail: str, *, at: datetime, actor: str) ->
     with transaction.atomic():
         reservation = (
             Reservation.objects.select_for_update(of=("self",))
-            .select_related("slot__bank")
+            .select_related("slot__bank", "slot__asset")
             .filter(command_id=command_id, status=Reservation.Status.PENDING)
             .first()
         )
         if reservation is None:
             return None
-        reservation.status = Reservation.Status.CANCELLED
-        reservation.ended_at = at
-        reservation.save(update_fields=["status", "ended_at"])
-        if reservation.purpose == Reservation.Purpose.TAKE:
-            Checkout.objects.filter(pk=reservation.checkout_id, status=Checkout.Status.RESERVED).update(
-                status=Checkout.Status.CANCELLED
-            )
-        Slot.objects.filter(pk=reservation.slot_id).update(lock_state=Slot.LockState.LOCKED)
-        audit.record("command.failed", actor=actor, subject=reservation.checkout or reservation,
-                     data={"command": command_id, "detail": detail[:200], "slot": reservation.slot.number}, at=at)
+        do_end_reservation(
+            reservation,
+            Reservation.Status.CANCELLED,
+            at=at,
+            actor=actor,
+            data={"command": command_id, "detail": detail[:200]},
+        )
     return reservation

@@ -13,9 +13,9 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from lockerhub.admin import ReadOnlyHistoryAdmin
 
 from assets.models import Asset, AssetType, Checkout, Reservation
+from lockerhub.admin import ReadOnlyHistoryAdmin
 
 
 @admin.register(AssetType)
@@ -50,9 +50,13 @@ class AssetAdmin(admin.ModelAdmin):
             return ["status", "location"]
         return ["location"]
 
-    def formfield_for_choice_field(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> forms.Field:
+    def formfield_for_choice_field(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> forms.Field:
         if db_field.name == "status":
-            kwargs["choices"] = [c for c in Asset.Status.choices if c[0] != Asset.Status.CHECKED_OUT]
+            kwargs["choices"] = [
+                c for c in Asset.Status.choices if c[0] != Asset.Status.CHECKED_OUT
+            ]
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     @admin.display(description="Location", ordering="slot__bank__code")

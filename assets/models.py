@@ -17,9 +17,13 @@ class AssetType(models.Model):
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=80)
     max_loan_minutes = models.PositiveIntegerField(
-        default=12 * 60, validators=[MinValueValidator(1)], help_text="No loan lasts longer than this."
+        default=12 * 60,
+        validators=[MinValueValidator(1)],
+        help_text="No loan lasts longer than this.",
     )
-    requires_pin = models.BooleanField(default=False, help_text="High-value: badge and PIN needed to take one.")
+    requires_pin = models.BooleanField(
+        default=False, help_text="High-value: badge and PIN needed to take one."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -45,7 +49,9 @@ class Asset(models.Model):
     asset_tag = models.CharField(max_length=40, unique=True)
     serial_number = models.CharField(max_length=80, blank=True)
     asset_type = models.ForeignKey(AssetType, on_delete=models.PROTECT, related_name="assets")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.AVAILABLE, db_index=True
+    )
     notes = models.TextField(blank=True)
 
     class Meta:
@@ -87,10 +93,16 @@ class Checkout(models.Model):
     OPEN_STATUSES = (Status.RESERVED, Status.ACTIVE)
 
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="checkouts")
-    employee = models.ForeignKey("access.Employee", on_delete=models.PROTECT, related_name="checkouts")
-    badge = models.ForeignKey("access.Badge", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    employee = models.ForeignKey(
+        "access.Employee", on_delete=models.PROTECT, related_name="checkouts"
+    )
+    badge = models.ForeignKey(
+        "access.Badge", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RESERVED)
-    slot_out = models.ForeignKey("devices.Slot", on_delete=models.PROTECT, related_name="checkouts_out")
+    slot_out = models.ForeignKey(
+        "devices.Slot", on_delete=models.PROTECT, related_name="checkouts_out"
+    )
     reserved_at = models.DateTimeField(default=timezone.now)
     opened_at = models.DateTimeField(null=True, blank=True)
     taken_at = models.DateTimeField(null=True, blank=True)
@@ -98,7 +110,11 @@ class Checkout(models.Model):
     shift_end_at = models.DateTimeField(null=True, blank=True)
     due_at = models.DateTimeField(null=True, blank=True)
     slot_back = models.ForeignKey(
-        "devices.Slot", null=True, blank=True, on_delete=models.PROTECT, related_name="checkouts_back"
+        "devices.Slot",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="checkouts_back",
     )
     returned_at = models.DateTimeField(null=True, blank=True)
     condition = models.CharField(max_length=8, choices=Condition.choices, blank=True)
@@ -110,12 +126,16 @@ class Checkout(models.Model):
         ordering = ["-reserved_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["asset"], condition=Q(status__in=["reserved", "active"]), name="checkout_one_open_per_asset"
+                fields=["asset"],
+                condition=Q(status__in=["reserved", "active"]),
+                name="checkout_one_open_per_asset",
             ),
         ]
         indexes = [
             # The overdue sweep: open checkouts by due time.
-            models.Index(fields=["due_at"], condition=Q(status="active"), name="checkout_active_due_idx"),
+            models.Index(
+                fields=["due_at"], condition=Q(status="active"), name="checkout_active_due_idx"
+            ),
             models.Index(fields=["employee", "status"]),
             models.Index(fields=["reserved_at"]),
         ]
@@ -161,9 +181,13 @@ class Reservation(models.Model):
     ACTIVE_STATUSES = (Status.PENDING, Status.OPENED)
 
     slot = models.ForeignKey("devices.Slot", on_delete=models.PROTECT, related_name="reservations")
-    checkout = models.ForeignKey(Checkout, null=True, blank=True, on_delete=models.CASCADE, related_name="reservations")
+    checkout = models.ForeignKey(
+        Checkout, null=True, blank=True, on_delete=models.CASCADE, related_name="reservations"
+    )
     # A remote open is asked for by a person, with a reason; it has no checkout.
-    requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reason = models.CharField(max_length=200, blank=True)
     purpose = models.CharField(max_length=8, choices=Purpose.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -182,10 +206,13 @@ class Reservation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["slot"], condition=Q(status__in=["pending", "opened"]), name="reservation_one_active_per_slot"
+                fields=["slot"],
+                condition=Q(status__in=["pending", "opened"]),
+                name="reservation_one_active_per_slot",
             ),
             models.CheckConstraint(
-                condition=Q(purpose="remote") | Q(checkout__isnull=False), name="reservation_checkout_unless_remote"
+                condition=Q(purpose="remote") | Q(checkout__isnull=False),
+                name="reservation_checkout_unless_remote",
             ),
         ]
         indexes = [models.Index(fields=["status", "expires_at"])]

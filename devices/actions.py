@@ -39,7 +39,11 @@ class SlotChange:
 
 
 def _locked_slot(bank: LockerBank, number: int) -> Slot:
-    return Slot.objects.select_for_update(of=("self",)).select_related("bank", "asset").get(bank=bank, number=number)
+    return (
+        Slot.objects.select_for_update(of=("self",))
+        .select_related("bank", "asset")
+        .get(bank=bank, number=number)
+    )
 
 
 def record_slot_state(
@@ -73,8 +77,12 @@ def record_slot_state(
             slot.lock_state = Slot.LockState.LOCKED
             slot.door_opened_at = None
             slot.state_changed_at = at
-            slot.save(update_fields=["door_state", "lock_state", "door_opened_at", "state_changed_at"])
-            change.reservation = asset_actions.do_door_closed(slot, at, actor=actor) or change.reservation
+            slot.save(
+                update_fields=["door_state", "lock_state", "door_opened_at", "state_changed_at"]
+            )
+            change.reservation = (
+                asset_actions.do_door_closed(slot, at, actor=actor) or change.reservation
+            )
             change.changed = True
         if charge_state is not None and charge_state != slot.charge_state:
             slot.set_charge_state(charge_state, at)
@@ -82,8 +90,12 @@ def record_slot_state(
             change.changed = True
             if charge_state == Slot.ChargeState.FAULT:
                 raise_alert(
-                    Alert.Kind.CHARGE_FAULT, f"charge-fault:{bank.code}:{number}",
-                    f"Charge fault at {bank.code} door {number}", now=at, bank=bank, site_id=bank.site_id,
+                    Alert.Kind.CHARGE_FAULT,
+                    f"charge-fault:{bank.code}:{number}",
+                    f"Charge fault at {bank.code} door {number}",
+                    now=at,
+                    bank=bank,
+                    site_id=bank.site_id,
                 )
         if change.changed:
             asset_actions.broadcast_slot(slot)
@@ -102,15 +114,27 @@ def _door_opened(slot: Slot, at: datetime, actor: str, change: SlotChange) -> No
         # Nobody asked for this door to open: forced, or a lock that failed.
         change.door_forced = True
         bank = slot.bank
-        audit.record("slot.door_forced", actor=actor, subject=slot, data={"bank": bank.code, "slot": slot.number}, at=at)
+        audit.record(
+            "slot.door_forced",
+            actor=actor,
+            subject=slot,
+            data={"bank": bank.code, "slot": slot.number},
+            at=at,
+        )
         raise_alert(
-            Alert.Kind.DOOR_FORCED, f"door-forced:{bank.code}:{slot.number}:{at:%Y%m%d%H%M}",
-            f"Door {slot.number} at {bank.code} opened without an unlock", severity=Alert.Severity.CRITICAL,
-            now=at, bank=bank, site_id=bank.site_id,
+            Alert.Kind.DOOR_FORCED,
+            f"door-forced:{bank.code}:{slot.number}:{at:%Y%m%d%H%M}",
+            f"Door {slot.number} at {bank.code} opened without an unlock",
+            severity=Alert.Severity.CRITICAL,
+            now=at,
+            bank=bank,
+            site_id=bank.site_id,
         )
 
 
-def remote_open(slot: Slot, *, user: AbstractBaseUser, reason: str, now: datetime | None = None) -> Reservation:
+def remote_open(
+    slot: Slot, *, user: AbstractBaseUser, reason: str, now: datetime | None = None
+) -> Reservation:
     """A supervisor opens a door from the dashboard. A reason is mandatory and audited."""
     reason = reason.strip()
     if len(reason) < 3:
@@ -121,11 +145,21 @@ def remote_open(slot: Slot, *, user: AbstractBaseUser, reason: str, now: datetim
         if Reservation.objects.active().filter(slot=slot).exists():
             raise ValueError(f"Door {slot.number} is already waiting to be opened.")
         reservation = Reservation.objects.create(
-            slot=slot, purpose=Reservation.Purpose.REMOTE, requested_by=user, reason=reason[:200],
-            created_at=now, expires_at=now + asset_actions.reservation_timeout(), command_id=uuid.uuid4(),
+            slot=slot,
+            purpose=Reservation.Purpose.REMOTE,
+            requested_by=user,
+            reason=reason[:200],
+            created_at=now,
+            expires_at=now + asset_actions.reservation_timeout(),
+            command_id=uuid.uuid4(),
         )
-        audit.record("slot.remote_open", actor=audit.actor_for_user(user), subject=slot,
-                     data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]}, at=now)
+        audit.record(
+            "slot.remote_open",
+            actor=audit.actor_for_user(user),
+            subject=slot,
+            data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]},
+            at=now,
+        )
         send_command(slot.bank, asset_actions.unlock_command(reservation))
     return reservation
 
@@ -136,14 +170,23 @@ def set_out_of_service(
     """Take a slot out of circulation (or put it back). A slot out of service is never chosen."""
     now = now or timezone.now()
     with transaction.atomic():
-        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank", "asset").get(pk=slot.pk)
+        slot = (
+            Slot.objects.select_for_update(of=("self",))
+            .select_related("bank", "asset")
+            .get(pk=slot.pk)
+        )
         if slot.out_of_service == out_of_service:
             return slot
         slot.out_of_service = out_of_service
         slot.out_of_service_reason = reason[:200] if out_of_service else ""
         slot.save(update_fields=["out_of_service", "out_of_service_reason"])
-        audit.record("slot.out_of_service" if out_of_service else "slot.back_in_service", actor=actor, subject=slot,
-                     data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]}, at=now)
+        audit.record(
+            "slot.out_of_service" if out_of_service else "slot.back_in_service",
+            actor=actor,
+            subject=slot,
+            data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]},
+            at=now,
+        )
         asset_actions.broadcast_slot(slot)
     return slot
 
@@ -156,12 +199,19 @@ def send_command(bank: LockerBank, command: dict) -> None:
 def record_heartbeat(bank: LockerBank, at: datetime) -> bool:
     """Note a heartbeat; returns True when the bank just came back online."""
     with transaction.atomic():
-        came_online = LockerBank.objects.filter(pk=bank.pk, is_online=False).update(is_online=True, last_heartbeat_at=at) == 1
+        came_online = (
+            LockerBank.objects.filter(pk=bank.pk, is_online=False).update(
+                is_online=True, last_heartbeat_at=at
+            )
+            == 1
+        )
         if not came_online:
             LockerBank.objects.filter(pk=bank.pk).update(last_heartbeat_at=at)
         else:
             audit.record("bank.online", actor=audit.actor_for_bank(bank.code), subject=bank, at=at)
-            events.broadcast(events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": True})
+            events.broadcast(
+                events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": True}
+            )
     return came_online
 
 
@@ -170,12 +220,32 @@ def mark_stale_banks_offline(now: datetime, *, after: timedelta) -> list[str]:
     codes = []
     for bank in LockerBank.objects.filter(is_online=True, last_heartbeat_at__lt=now - after):
         with transaction.atomic():
-            if LockerBank.objects.filter(pk=bank.pk, is_online=True, last_heartbeat_at__lt=now - after).update(is_online=False) != 1:
+            if (
+                LockerBank.objects.filter(
+                    pk=bank.pk, is_online=True, last_heartbeat_at__lt=now - after
+                ).update(is_online=False)
+                != 1
+            ):
                 continue
-            audit.record("bank.offline", actor=audit.SYSTEM, subject=bank, data={"last_heartbeat_at": bank.last_heartbeat_at}, at=now)
-            events.broadcast(events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": False})
-            raise_alert(Alert.Kind.BANK_OFFLINE, f"bank-offline:{bank.code}", f"Bank {bank.code} is offline",
-                        severity=Alert.Severity.CRITICAL, now=now, bank=bank, site_id=bank.site_id)
+            audit.record(
+                "bank.offline",
+                actor=audit.SYSTEM,
+                subject=bank,
+                data={"last_heartbeat_at": bank.last_heartbeat_at},
+                at=now,
+            )
+            events.broadcast(
+                events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": False}
+            )
+            raise_alert(
+                Alert.Kind.BANK_OFFLINE,
+                f"bank-offline:{bank.code}",
+                f"Bank {bank.code} is offline",
+                severity=Alert.Severity.CRITICAL,
+                now=now,
+                bank=bank,
+                site_id=bank.site_id,
+            )
             codes.append(bank.code)
     return codes
 
@@ -192,8 +262,15 @@ def rotate_token(bank: LockerBank, *, actor: str, now: datetime | None = None) -
 
 
 def create_bank(
-    site: Site, code: str, *, slots: int, actor: str, name: str = "", protocol: str = LockerBank.Protocol.KERONG_CU16,
-    chargers: bool = True, now: datetime | None = None,
+    site: Site,
+    code: str,
+    *,
+    slots: int,
+    actor: str,
+    name: str = "",
+    protocol: str = LockerBank.Protocol.KERONG_CU16,
+    chargers: bool = True,
+    now: datetime | None = None,
 ) -> tuple[LockerBank, str]:
     """Create a bank with ``slots`` doors (16 per board, lock 1 = index 0) and return it with its token."""
     now = now or timezone.now()
@@ -203,11 +280,25 @@ def create_bank(
         bank.full_clean()
         bank.save()
         Slot.objects.bulk_create(
-            Slot(bank=bank, number=n, board=(n - 1) // 16, lock_index=(n - 1) % 16, has_charger=chargers,
-                 charge_state=Slot.ChargeState.UNKNOWN, charge_state_since=now, state_changed_at=now)
+            Slot(
+                bank=bank,
+                number=n,
+                board=(n - 1) // 16,
+                lock_index=(n - 1) % 16,
+                has_charger=chargers,
+                charge_state=Slot.ChargeState.UNKNOWN,
+                charge_state_since=now,
+                state_changed_at=now,
+            )
             for n in range(1, slots + 1)
         )
-        audit.record("bank.created", actor=actor, subject=bank, data={"site": site.name, "slots": slots}, at=now)
+        audit.record(
+            "bank.created",
+            actor=actor,
+            subject=bank,
+            data={"site": site.name, "slots": slots},
+            at=now,
+        )
     return bank, token
 
 
@@ -222,8 +313,13 @@ def register_worker(bank: LockerBank, worker_id: uuid.UUID, *, at: datetime) -> 
     with transaction.atomic():
         bank = LockerBank.objects.select_for_update().get(pk=bank.pk)
         if bank.worker_id != worker_id:
-            audit.record("bank.worker_registered", actor=audit.actor_for_bank(bank.code), subject=bank,
-                         data={"worker_id": str(worker_id), "previous": str(bank.worker_id or "")}, at=at)
+            audit.record(
+                "bank.worker_registered",
+                actor=audit.actor_for_bank(bank.code),
+                subject=bank,
+                data={"worker_id": str(worker_id), "previous": str(bank.worker_id or "")},
+                at=at,
+            )
             bank.worker_id = worker_id
             bank.last_event_seq = 0
             bank.save(update_fields=["worker_id", "last_event_seq"])
@@ -231,7 +327,9 @@ def register_worker(bank: LockerBank, worker_id: uuid.UUID, *, at: datetime) -> 
     return bank.last_event_seq
 
 
-def apply_worker_event(bank: LockerBank, seq: int, apply: Callable[[LockerBank], T]) -> tuple[bool, T | None]:
+def apply_worker_event(
+    bank: LockerBank, seq: int, apply: Callable[[LockerBank], T]
+) -> tuple[bool, T | None]:
     """Run ``apply`` for event ``seq`` unless it was applied before; returns (applied, result).
 
     The sequence mark is written in the same transaction as the event's effects, so an event
@@ -242,7 +340,9 @@ def apply_worker_event(bank: LockerBank, seq: int, apply: Callable[[LockerBank],
         if seq <= locked.last_event_seq:
             return False, None
         if seq > locked.last_event_seq + 1:
-            logger.warning("bank %s: events %d-%d never arrived", bank.code, locked.last_event_seq + 1, seq - 1)
+            logger.warning(
+                "bank %s: events %d-%d never arrived", bank.code, locked.last_event_seq + 1, seq - 1
+            )
         result = apply(locked)
         LockerBank.objects.filter(pk=bank.pk).update(last_event_seq=seq)
     return True, result
@@ -257,7 +357,11 @@ def reconcile_snapshot(bank: LockerBank, slots: list[dict], *, at: datetime) -> 
             logger.warning("bank %s snapshot names unknown slot %s", bank.code, entry["slot"])
             continue
         change = record_slot_state(
-            bank, entry["slot"], at=at, door_open=entry["door_open"], present=entry.get("present"),
+            bank,
+            entry["slot"],
+            at=at,
+            door_open=entry["door_open"],
+            present=entry.get("present"),
             charge_state=entry.get("charge_state"),
         )
         changed += change.changed
@@ -275,15 +379,21 @@ def pending_commands(bank: LockerBank, now: datetime) -> list[dict]:
 def flag_doors_held_open(now: datetime) -> int:
     """Raise an alert for each door open longer than its bank allows (once per opening)."""
     raised = 0
-    open_slots = Slot.objects.filter(door_state=Slot.DoorState.OPEN, door_opened_at__isnull=False).select_related("bank")
+    open_slots = Slot.objects.filter(
+        door_state=Slot.DoorState.OPEN, door_opened_at__isnull=False
+    ).select_related("bank")
     for slot in open_slots:
         limit = timedelta(seconds=slot.bank.door_held_open_seconds)
         if slot.door_opened_at + limit > now:
             continue
         _, created = raise_alert(
-            Alert.Kind.DOOR_HELD_OPEN, f"door-held-open:{slot.bank.code}:{slot.number}:{slot.door_opened_at.isoformat()}",
+            Alert.Kind.DOOR_HELD_OPEN,
+            f"door-held-open:{slot.bank.code}:{slot.number}:{slot.door_opened_at.isoformat()}",
             f"Door {slot.number} at {slot.bank.code} open for over {slot.bank.door_held_open_seconds} s",
-            now=now, bank=slot.bank, site_id=slot.bank.site_id, details={"opened_at": slot.door_opened_at.isoformat()},
+            now=now,
+            bank=slot.bank,
+            site_id=slot.bank.site_id,
+            details={"opened_at": slot.door_opened_at.isoformat()},
         )
         raised += created
     return raised

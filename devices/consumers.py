@@ -6,8 +6,8 @@ so badge → unlock keeps working while Redis (the live fan-out) is down.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -69,8 +69,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             try:
                 await self.channel_layer.group_add(group, self.channel_name)
-            except Exception:  # noqa: BLE001 - without Redis the bank still works; it misses remote opens
-                logger.warning("bank %s: channel layer unavailable; remote commands will wait for a reconnect", code)
+            except Exception:
+                logger.warning(
+                    "bank %s: channel layer unavailable; remote commands will wait for a reconnect",
+                    code,
+                )
 
     async def disconnect(self, code: int) -> None:
         if self.bank is None:
@@ -78,7 +81,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         for group in getattr(self, "groups_joined", []):
             try:
                 await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.debug("group_discard failed", exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -88,7 +91,9 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             message = parse(text_data)
             await self.dispatch_message(message)
         except ProtocolError as error:
-            logger.warning("bank %s sent a bad message: %s (%s)", self.bank.code, error.detail, error.code)
+            logger.warning(
+                "bank %s sent a bad message: %s (%s)", self.bank.code, error.detail, error.code
+            )
             await self.send_json(error.reply())
 
     async def dispatch_message(self, message: Message) -> None:
@@ -115,7 +120,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             "type": "config",
             "bank": self.bank.code,
             "slots": [
-                {"slot": s.number, "board": s.board, "lock_index": s.lock_index, "has_charger": s.has_charger}
+                {
+                    "slot": s.number,
+                    "board": s.board,
+                    "lock_index": s.lock_index,
+                    "has_charger": s.has_charger,
+                }
                 for s in self.bank.slots.order_by("number")
             ],
             "invert_hook": self.bank.invert_hook,
@@ -135,32 +145,53 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 if now - at > STALE_TAP:
                     # Replayed long after the fact: whoever tapped has walked away; open nothing.
                     logger.info("bank %s: tap from %s ignored as stale", bank.code, at.isoformat())
-                    replies.append({"type": "tap_result", "seq": message.seq, "granted": False, "reason": "stale",
-                                    "message": "Tap again, please.", "slot": None})
+                    replies.append(
+                        {
+                            "type": "tap_result",
+                            "seq": message.seq,
+                            "granted": False,
+                            "reason": "stale",
+                            "message": "Tap again, please.",
+                            "slot": None,
+                        }
+                    )
                     return
                 result = present_badge(bank, body["uid"], now=now, actor=actor)
-                replies.append({
-                    "type": "tap_result", "seq": message.seq, "granted": result.granted, "reason": str(result.reason),
-                    "message": result.message, "slot": result.reservation.slot.number if result.reservation else None,
-                })
+                replies.append(
+                    {
+                        "type": "tap_result",
+                        "seq": message.seq,
+                        "granted": result.granted,
+                        "reason": str(result.reason),
+                        "message": result.message,
+                        "slot": result.reservation.slot.number if result.reservation else None,
+                    }
+                )
                 if result.command is not None:
                     replies.append({"type": "command", **result.command})
             elif message.type == "door":
-                actions.record_slot_state(bank, body["slot"], at=at, door_open=body["open"], actor=actor)
+                actions.record_slot_state(
+                    bank, body["slot"], at=at, door_open=body["open"], actor=actor
+                )
             elif message.type == "presence":
-                actions.record_slot_state(bank, body["slot"], at=at, present=body["present"], actor=actor)
+                actions.record_slot_state(
+                    bank, body["slot"], at=at, present=body["present"], actor=actor
+                )
             elif message.type == "charge":
-                actions.record_slot_state(bank, body["slot"], at=at, charge_state=body["state"], actor=actor)
+                actions.record_slot_state(
+                    bank, body["slot"], at=at, charge_state=body["state"], actor=actor
+                )
             elif message.type == "snapshot":
                 actions.reconcile_snapshot(bank, body["slots"], at=at)
-            elif message.type == "command_result":
-                if body["status"] == "failed":
-                    command_failed(body["id"], str(body.get("detail", "")), at=at, actor=actor)
+            elif message.type == "command_result" and body["status"] == "failed":
+                command_failed(body["id"], str(body.get("detail", "")), at=at, actor=actor)
 
         try:
             actions.apply_worker_event(self.bank, message.seq, apply)
         except Slot.DoesNotExist:
-            raise ProtocolError("bad_field", f"bank {self.bank.code} has no slot {body.get('slot')}", message.seq) from None
+            raise ProtocolError(
+                "bad_field", f"bank {self.bank.code} has no slot {body.get('slot')}", message.seq
+            ) from None
         replies.append({"type": "ack", "seq": message.seq})
         return replies
 

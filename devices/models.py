@@ -52,9 +52,15 @@ class LockerBank(models.Model):
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="banks")
     code = models.CharField(max_length=32, unique=True, validators=[bank_code_validator])
     name = models.CharField(max_length=120, blank=True)
-    location = models.CharField(max_length=200, blank=True, help_text="Where people find it, e.g. 'Gate 3, by the canteen'")
-    protocol = models.CharField(max_length=32, choices=Protocol.choices, default=Protocol.KERONG_CU16)
-    invert_hook = models.BooleanField(default=False, help_text="This hardware reports 1 for an open door.")
+    location = models.CharField(
+        max_length=200, blank=True, help_text="Where people find it, e.g. 'Gate 3, by the canteen'"
+    )
+    protocol = models.CharField(
+        max_length=32, choices=Protocol.choices, default=Protocol.KERONG_CU16
+    )
+    invert_hook = models.BooleanField(
+        default=False, help_text="This hardware reports 1 for an open door."
+    )
     # sha256 of the device token; the token itself is shown once when made.
     token_hash = models.CharField(max_length=64, blank=True, editable=False)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -83,7 +89,9 @@ class LockerBank(models.Model):
         return token
 
     def check_token(self, token: str) -> bool:
-        return bool(self.token_hash) and secrets.compare_digest(self.token_hash, self.hash_token(token))
+        return bool(self.token_hash) and secrets.compare_digest(
+            self.token_hash, self.hash_token(token)
+        )
 
 
 class SlotQuerySet(models.QuerySet):
@@ -124,7 +132,9 @@ class SlotQuerySet(models.QuerySet):
     def free_for_return(self, bank: LockerBank) -> SlotQuerySet:
         """Empty charging slots at ``bank`` that can take a device back."""
         return (
-            self.filter(bank=bank, asset__isnull=True, has_charger=True, door_state=Slot.DoorState.CLOSED)
+            self.filter(
+                bank=bank, asset__isnull=True, has_charger=True, door_state=Slot.DoorState.CLOSED
+            )
             .exclude(present=True)
             .in_service()
             .unreserved()
@@ -161,7 +171,9 @@ class Slot(models.Model):
     bank = models.ForeignKey(LockerBank, on_delete=models.CASCADE, related_name="slots")
     number = models.PositiveSmallIntegerField(help_text="The door number people see.")
     board = models.PositiveSmallIntegerField(validators=[MaxValueValidator(15)])
-    lock_index = models.PositiveSmallIntegerField(validators=[MaxValueValidator(15)], help_text="0-15; lock 1 is index 0")
+    lock_index = models.PositiveSmallIntegerField(
+        validators=[MaxValueValidator(15)], help_text="0-15; lock 1 is index 0"
+    )
     size = models.CharField(max_length=8, choices=Size.choices, default=Size.SMALL)
     has_charger = models.BooleanField(default=True)
     out_of_service = models.BooleanField(default=False)
@@ -170,7 +182,9 @@ class Slot(models.Model):
     lock_state = models.CharField(max_length=8, choices=LockState.choices, default=LockState.LOCKED)
     door_opened_at = models.DateTimeField(null=True, blank=True)
     present = models.BooleanField(null=True, help_text="Item sensor; empty when unknown.")
-    charge_state = models.CharField(max_length=24, choices=ChargeState.choices, default=ChargeState.UNKNOWN)
+    charge_state = models.CharField(
+        max_length=24, choices=ChargeState.choices, default=ChargeState.UNKNOWN
+    )
     charge_state_since = models.DateTimeField(default=timezone.now)
     asset = models.OneToOneField(
         "assets.Asset", null=True, blank=True, on_delete=models.PROTECT, related_name="slot"
@@ -187,8 +201,12 @@ class Slot(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(fields=["bank", "number"], name="slot_number_unique_per_bank"),
-            models.UniqueConstraint(fields=["bank", "board", "lock_index"], name="slot_address_unique_per_bank"),
-            models.CheckConstraint(condition=Q(board__lte=15) & Q(lock_index__lte=15), name="slot_address_in_range"),
+            models.UniqueConstraint(
+                fields=["bank", "board", "lock_index"], name="slot_address_unique_per_bank"
+            ),
+            models.CheckConstraint(
+                condition=Q(board__lte=15) & Q(lock_index__lte=15), name="slot_address_in_range"
+            ),
         ]
         indexes = [models.Index(fields=["bank", "charge_state", "charge_state_since"])]
 

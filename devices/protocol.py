@@ -59,7 +59,11 @@ def parse(text: str | bytes | None, now: datetime | None = None) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", "a message is a JSON object")
     kind = data.get("type")
-    seq = data.get("seq") if isinstance(data.get("seq"), int) and not isinstance(data.get("seq"), bool) else None
+    seq = (
+        data.get("seq")
+        if isinstance(data.get("seq"), int) and not isinstance(data.get("seq"), bool)
+        else None
+    )
     if kind not in SEQUENCED | UNSEQUENCED:
         raise ProtocolError("unknown_type", f"unknown message type {kind!r}", seq)
     if kind in SEQUENCED and (seq is None or seq < 1):
@@ -78,7 +82,9 @@ def _parse_at(value: Any, now: datetime, seq: int | None) -> datetime:
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
-        raise ProtocolError("bad_field", f"at is not an ISO 8601 timestamp: {value[:40]!r}", seq) from None
+        raise ProtocolError(
+            "bad_field", f"at is not an ISO 8601 timestamp: {value[:40]!r}", seq
+        ) from None
     if at.tzinfo is None:
         raise ProtocolError("bad_field", "at needs a UTC offset", seq)
     # Replayed events may be old; but a clock running ahead must not move time forward.
@@ -95,7 +101,9 @@ def _need(data: dict, field: str, kind: type, seq: int | None, *, nullable: bool
         return None
     # bool is a subclass of int in Python; JSON true is not a number here.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError("bad_field", f"{field} must be {kind.__name__}{' or null' if nullable else ''}", seq)
+        raise ProtocolError(
+            "bad_field", f"{field} must be {kind.__name__}{' or null' if nullable else ''}", seq
+        )
     return value
 
 
@@ -155,7 +163,9 @@ def _snapshot(data: dict, seq: int | None) -> None:
         _need(entry, "present", bool, seq, nullable=True)
         state = _need(entry, "charge_state", str, seq, nullable=True)
         if state is not None and state not in CHARGE_STATES:
-            raise ProtocolError("bad_field", f"charge_state must be one of {sorted(CHARGE_STATES)}", seq)
+            raise ProtocolError(
+                "bad_field", f"charge_state must be one of {sorted(CHARGE_STATES)}", seq
+            )
 
 
 def _command_result(data: dict, seq: int | None) -> None:

@@ -31,19 +31,32 @@ def raise_alert(
         try:
             with transaction.atomic():
                 alert = Alert.objects.create(
-                    kind=kind, dedup_key=dedup_key, title=title, severity=severity,
-                    details=details or {}, opened_at=now, **subjects,
+                    kind=kind,
+                    dedup_key=dedup_key,
+                    title=title,
+                    severity=severity,
+                    details=details or {},
+                    opened_at=now,
+                    **subjects,
                 )
         except IntegrityError:  # raised concurrently by someone else: theirs stands
             return Alert.objects.open().get(dedup_key=dedup_key), False
-        audit.record("alert.raised", actor=audit.SYSTEM, subject=alert, data={"kind": kind, "dedup_key": dedup_key}, at=now)
+        audit.record(
+            "alert.raised",
+            actor=audit.SYSTEM,
+            subject=alert,
+            data={"kind": kind, "dedup_key": dedup_key},
+            at=now,
+        )
         payload = {"id": alert.pk, "kind": kind, "severity": severity, "title": title}
         if alert.bank_id:
             events.broadcast(events.bank_group(alert.bank.code), "alert.raised", payload)
         return alert, True
 
 
-def resolve_alerts(dedup_key: str, *, actor: str = audit.SYSTEM, now: datetime | None = None) -> int:
+def resolve_alerts(
+    dedup_key: str, *, actor: str = audit.SYSTEM, now: datetime | None = None
+) -> int:
     """Resolve the open alert for a cause that has gone away. Returns how many were resolved."""
     now = now or timezone.now()
     with transaction.atomic():

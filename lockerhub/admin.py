@@ -44,7 +44,18 @@ class AuditEventAdmin(ReadOnlyHistoryAdmin):
     search_fields = ["seq__exact", "actor", "action", "=subject_id", "=hash"]
     date_hierarchy = "at"
     ordering = ["-seq"]
-    fields = ["seq", "at", "actor", "action", "subject", "subject_type", "subject_id", "data", "prev_hash", "hash"]
+    fields = [
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "subject",
+        "subject_type",
+        "subject_id",
+        "data",
+        "prev_hash",
+        "hash",
+    ]
     readonly_fields = fields
 
     @admin.display(description="Subject")
@@ -97,7 +108,13 @@ class AlertAdmin(admin.ModelAdmin):
         "escalation_level",
     ]
     list_filter = [AlertStateFilter, "kind", "severity", "site", "bank"]
-    search_fields = ["title", "dedup_key", "bank__code", "employee__employee_number", "employee__last_name"]
+    search_fields = [
+        "title",
+        "dedup_key",
+        "bank__code",
+        "employee__employee_number",
+        "employee__last_name",
+    ]
     list_select_related = ["site", "bank", "employee", "acknowledged_by"]
     date_hierarchy = "opened_at"
     ordering = ["-opened_at"]
@@ -135,6 +152,8 @@ class AlertAdmin(admin.ModelAdmin):
     @admin.action(description="Resolve selected alerts", permissions=["acknowledge_alert"])
     def resolve(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         actor = audit.actor_for_user(request.user)
-        keys = sorted(set(queryset.filter(resolved_at__isnull=True).values_list("dedup_key", flat=True)))
+        keys = sorted(
+            set(queryset.filter(resolved_at__isnull=True).values_list("dedup_key", flat=True))
+        )
         resolved = sum(actions.resolve_alerts(key, actor=actor) for key in keys)
         self.message_user(request, f"{resolved} alert(s) resolved.", messages.SUCCESS)

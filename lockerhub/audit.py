@@ -86,14 +86,21 @@ def verify_chain(chunk_size: int = 5000) -> Iterator[ChainBreak]:
     last_seq = 0
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size):
         if event.seq != expected_seq:
-            yield ChainBreak(event.seq, f"sequence jumps from {expected_seq - 1} to {event.seq} (rows missing)")
+            yield ChainBreak(
+                event.seq, f"sequence jumps from {expected_seq - 1} to {event.seq} (rows missing)"
+            )
         if event.prev_hash != expected_prev:
             yield ChainBreak(event.seq, "prev_hash does not match the previous row's hash")
         if event.compute_hash() != event.hash:
-            yield ChainBreak(event.seq, "row content does not match its hash (edited after writing)")
+            yield ChainBreak(
+                event.seq, "row content does not match its hash (edited after writing)"
+            )
         expected_prev = event.hash
         expected_seq = event.seq + 1
         last_seq = event.seq
     head = AuditHead.objects.filter(id=1).first()
     if head is not None and (head.seq != last_seq or (last_seq and head.hash != expected_prev)):
-        yield ChainBreak(last_seq + 1, f"the chain ends at #{last_seq} but its head says #{head.seq} (rows removed at the end)")
+        yield ChainBreak(
+            last_seq + 1,
+            f"the chain ends at #{last_seq} but its head says #{head.seq} (rows removed at the end)",
+        )

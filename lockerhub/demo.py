@@ -68,12 +68,22 @@ def load_demo() -> DemoResult:
     scanners = iter(range(1, 17))
     tablets = iter(range(1, 7))
     for code in BANK_CODES:
-        bank, tokens[code] = create_bank(site, code, slots=12, actor=SYSTEM, name=f"Locker bank {code[-1]}", now=now)
+        bank, tokens[code] = create_bank(
+            site, code, slots=12, actor=SYSTEM, name=f"Locker bank {code[-1]}", now=now
+        )
         for slot in bank.slots.order_by("number"):
             if slot.number <= 8:
-                asset = Asset.objects.create(asset_tag=f"SC-{1040 + next(scanners)}", serial_number=f"SN{slot.pk:06d}", asset_type=scanner)
+                asset = Asset.objects.create(
+                    asset_tag=f"SC-{1040 + next(scanners)}",
+                    serial_number=f"SN{slot.pk:06d}",
+                    asset_type=scanner,
+                )
             elif slot.number <= 11:
-                asset = Asset.objects.create(asset_tag=f"TB-{2000 + next(tablets)}", serial_number=f"TN{slot.pk:06d}", asset_type=tablet)
+                asset = Asset.objects.create(
+                    asset_tag=f"TB-{2000 + next(tablets)}",
+                    serial_number=f"TN{slot.pk:06d}",
+                    asset_type=tablet,
+                )
             else:
                 asset = None
             slot.asset = asset
@@ -84,9 +94,15 @@ def load_demo() -> DemoResult:
 
     every_day = 0b1111111
     shifts = {
-        "Day": Shift.objects.create(site=site, name="Day", days=every_day, start=time(6), end=time(14)),
-        "Late": Shift.objects.create(site=site, name="Late", days=every_day, start=time(14), end=time(22)),
-        "Night": Shift.objects.create(site=site, name="Night", days=every_day, start=time(22), end=time(6)),
+        "Day": Shift.objects.create(
+            site=site, name="Day", days=every_day, start=time(6), end=time(14)
+        ),
+        "Late": Shift.objects.create(
+            site=site, name="Late", days=every_day, start=time(14), end=time(22)
+        ),
+        "Night": Shift.objects.create(
+            site=site, name="Night", days=every_day, start=time(22), end=time(6)
+        ),
     }
     departments = {name: Department.objects.create(name=name) for name in ("Picking", "Shipping")}
     leads = EmployeeGroup.objects.create(name="Team leads")
@@ -99,16 +115,29 @@ def load_demo() -> DemoResult:
 
     for number, first, last, department, shift in PEOPLE:
         employee = Employee.objects.create(
-            employee_number=number, first_name=first, last_name=last, email=f"{first.lower()}@example.com",
-            department=departments[department], home_site=site,
+            employee_number=number,
+            first_name=first,
+            last_name=last,
+            email=f"{first.lower()}@example.com",
+            department=departments[department],
+            home_site=site,
         )
-        ShiftAssignment.objects.create(employee=employee, shift=shifts[shift], valid_from=now.date() - timedelta(days=30))
+        ShiftAssignment.objects.create(
+            employee=employee, shift=shifts[shift], valid_from=now.date() - timedelta(days=30)
+        )
         issue_badge(employee, badge_uid(number), actor=SYSTEM, valid_from=now - timedelta(days=30))
         if number in TEAM_LEADS:
             leads.members.add(employee)
 
     for username, role, first, last in STAFF:
-        user = User.objects.create_user(username, f"{username}@example.com", DEMO_PASSWORD, first_name=first, last_name=last, is_staff=True)
+        user = User.objects.create_user(
+            username,
+            f"{username}@example.com",
+            DEMO_PASSWORD,
+            first_name=first,
+            last_name=last,
+            is_staff=True,
+        )
         user.groups.add(Group.objects.get(name=role.group_name))
     User.objects.create_superuser("admin", "admin@example.com", DEMO_PASSWORD)
     return DemoResult(created=True, tokens=tokens)

@@ -38,8 +38,19 @@ def start_redis(port: int, data_dir: Path, *, timeout: float = 10.0) -> subproce
     data_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
         [
-            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(data_dir), "--logfile", str(data_dir / "redis.log"),
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+            "--logfile",
+            str(data_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -52,4 +63,6 @@ def start_redis(port: int, data_dir: Path, *, timeout: float = 10.0) -> subproce
             break
         time.sleep(0.05)
     process.terminate()
-    raise RuntimeError(f"the embedded Redis did not start on port {port}; see {data_dir / 'redis.log'}")
+    raise RuntimeError(
+        f"the embedded Redis did not start on port {port}; see {data_dir / 'redis.log'}"
+    )

@@ -43,4 +43,6 @@ def send_now(group: str, message: dict[str, Any]) -> None:
     try:
         async_to_sync(layer.group_send)(group, message)
     except Exception:
-        logger.warning("live event to %s not sent (channel layer unavailable)", group, exc_info=True)
+        logger.warning(
+            "live event to %s not sent (channel layer unavailable)", group, exc_info=True
+        )

@@ -33,7 +33,9 @@ class AuditEvent(models.Model):
 
     seq = models.PositiveBigIntegerField(unique=True)
     at = models.DateTimeField(db_index=True)
-    actor = models.CharField(max_length=150, help_text="user:<id>, bank:<code>, api-key:<id> or system")
+    actor = models.CharField(
+        max_length=150, help_text="user:<id>, bank:<code>, api-key:<id> or system"
+    )
     action = models.CharField(max_length=64, db_index=True)
     subject_type = models.CharField(max_length=64, blank=True)
     subject_id = models.CharField(max_length=64, blank=True)
@@ -122,12 +124,24 @@ class Alert(models.Model):
     dedup_key = models.CharField(max_length=200)
     title = models.CharField(max_length=200)
     details = models.JSONField(default=dict, blank=True)
-    site = models.ForeignKey("devices.Site", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
-    bank = models.ForeignKey("devices.LockerBank", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
-    employee = models.ForeignKey("access.Employee", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    site = models.ForeignKey(
+        "devices.Site", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    bank = models.ForeignKey(
+        "devices.LockerBank",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alerts",
+    )
+    employee = models.ForeignKey(
+        "access.Employee", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
     opened_at = models.DateTimeField(default=timezone.now, db_index=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    acknowledged_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     snoozed_until = models.DateTimeField(null=True, blank=True)
@@ -142,7 +156,9 @@ class Alert(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["dedup_key"], condition=models.Q(resolved_at__isnull=True), name="alert_one_open_per_cause"
+                fields=["dedup_key"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_one_open_per_cause",
             )
         ]
         indexes = [models.Index(fields=["kind", "resolved_at"])]

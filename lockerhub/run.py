@@ -29,7 +29,9 @@ class Supervisor:
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
         self.children.append((name, process))
         return process
@@ -61,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--no-emulators", action="store_true", help="Do not start the emulated banks")
+    parser.add_argument(
+        "--no-emulators", action="store_true", help="Do not start the emulated banks"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lockerhub.settings")
@@ -91,16 +95,38 @@ def main(argv: list[str] | None = None) -> int:
         _manage("load_demo")
 
         env = dict(os.environ)
-        supervisor.start("daphne", [PYTHON, "-m", "daphne", "-b", args.host, "-p", str(args.port), "lockerhub.asgi:application"], env)
-        supervisor.start("celery-worker", [PYTHON, "-m", "celery", "-A", "lockerhub", "worker", "-l", "info", "-c", "2"], env)
-        supervisor.start("celery-beat", [PYTHON, "-m", "celery", "-A", "lockerhub", "beat", "-l", "info"], env)
+        supervisor.start(
+            "daphne",
+            [
+                PYTHON,
+                "-m",
+                "daphne",
+                "-b",
+                args.host,
+                "-p",
+                str(args.port),
+                "lockerhub.asgi:application",
+            ],
+            env,
+        )
+        supervisor.start(
+            "celery-worker",
+            [PYTHON, "-m", "celery", "-A", "lockerhub", "worker", "-l", "info", "-c", "2"],
+            env,
+        )
+        supervisor.start(
+            "celery-beat", [PYTHON, "-m", "celery", "-A", "lockerhub", "beat", "-l", "info"], env
+        )
         emulated = [] if args.no_emulators else _start_emulators(supervisor, env, args)
         _banner(args, emulated)
 
         while not stopping:
             exited = supervisor.first_exited()
             if exited is not None:
-                print(f"\n{exited[0]} exited with status {exited[1]}; stopping everything.", file=sys.stderr)
+                print(
+                    f"\n{exited[0]} exited with status {exited[1]}; stopping everything.",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(0.5)
         print("\nStopping…")
@@ -109,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.stop_all()
 
 
-def _start_emulators(supervisor: Supervisor, env: dict[str, str], args: argparse.Namespace) -> list[str]:
+def _start_emulators(
+    supervisor: Supervisor, env: dict[str, str], args: argparse.Namespace
+) -> list[str]:
     from devices.actions import rotate_token
     from devices.models import LockerBank
     from lockerhub.audit import SYSTEM
@@ -121,7 +149,15 @@ def _start_emulators(supervisor: Supervisor, env: dict[str, str], args: argparse
         child_env = {**env, "LOCKERHUB_BANK_TOKEN": token}
         supervisor.start(
             f"emulator {bank.code}",
-            [PYTHON, str(ROOT / "manage.py"), "emulate_bank", bank.code, "--server", f"ws://{args.host}:{args.port}", "--headless"],
+            [
+                PYTHON,
+                str(ROOT / "manage.py"),
+                "emulate_bank",
+                bank.code,
+                "--server",
+                f"ws://{args.host}:{args.port}",
+                "--headless",
+            ],
             child_env,
         )
         started.append(bank.code)
@@ -129,9 +165,9 @@ def _start_emulators(supervisor: Supervisor, env: dict[str, str], args: argparse
 
 
 def _banner(args: argparse.Namespace, emulated: list[str]) -> None:
-    from lockerhub.demo import DEMO_PASSWORD, PEOPLE, badge_uid
-
     from django.urls import Resolver404, resolve
+
+    from lockerhub.demo import DEMO_PASSWORD, PEOPLE, badge_uid
 
     def served(path: str) -> bool:
         try:
@@ -150,15 +186,23 @@ def _banner(args: argparse.Namespace, emulated: list[str]) -> None:
         ("Admin", "/admin/"),
         ("API docs", "/api/docs/"),
     ]
-    lines = ["", "LockerHub is running (embedded mode: SQLite + embedded Redis). Ctrl-C stops everything.", ""]
+    lines = [
+        "",
+        "LockerHub is running (embedded mode: SQLite + embedded Redis). Ctrl-C stops everything.",
+        "",
+    ]
     lines += [f"  {label:<12}{base}{path}" for label, path in pages if served(path)]
     lines += [
         "",
         f"  Logins (password {DEMO_PASSWORD!r}): supervisor, hr, facilities, admin",
-        "  Demo badges: " + ", ".join(f"{first} {badge_uid(number)}" for number, first, *_ in PEOPLE[:3]) + " … (12 in all)",
+        "  Demo badges: "
+        + ", ".join(f"{first} {badge_uid(number)}" for number, first, *_ in PEOPLE[:3])
+        + " … (12 in all)",
     ]
     if emulated:
-        lines.append(f"  Emulated banks: {', '.join(emulated)} (tap a badge: `python manage.py emulate_bank BANK-A`)")
+        lines.append(
+            f"  Emulated banks: {', '.join(emulated)} (tap a badge: `python manage.py emulate_bank BANK-A`)"
+        )
     print("\n".join(lines) + "\n", flush=True)
 
 

@@ -64,13 +64,26 @@ class World:
 def make_bank(site: Site, code: str, slots: int) -> LockerBank:
     bank = LockerBank.objects.create(site=site, code=code, name=f"Bank {code}", is_online=True)
     Slot.objects.bulk_create(
-        Slot(bank=bank, number=n, board=(n - 1) // 16, lock_index=(n - 1) % 16, charge_state=Slot.ChargeState.EMPTY, present=False)
+        Slot(
+            bank=bank,
+            number=n,
+            board=(n - 1) // 16,
+            lock_index=(n - 1) % 16,
+            charge_state=Slot.ChargeState.EMPTY,
+            present=False,
+        )
         for n in range(1, slots + 1)
     )
     return bank
 
 
-def stock(slot: Slot, asset: Asset, *, charge: str = Slot.ChargeState.CHARGED, since: datetime | None = None) -> Slot:
+def stock(
+    slot: Slot,
+    asset: Asset,
+    *,
+    charge: str = Slot.ChargeState.CHARGED,
+    since: datetime | None = None,
+) -> Slot:
     slot.asset = asset
     slot.present = True
     slot.charge_state = charge
@@ -79,8 +92,16 @@ def stock(slot: Slot, asset: Asset, *, charge: str = Slot.ChargeState.CHARGED, s
     return slot
 
 
-def make_employee(number: str, first: str, department: Department | None, *, site: Site | None = None) -> Employee:
-    return Employee.objects.create(employee_number=number, first_name=first, last_name="Test", department=department, home_site=site)
+def make_employee(
+    number: str, first: str, department: Department | None, *, site: Site | None = None
+) -> Employee:
+    return Employee.objects.create(
+        employee_number=number,
+        first_name=first,
+        last_name="Test",
+        department=department,
+        home_site=site,
+    )
 
 
 @pytest.fixture
@@ -89,22 +110,50 @@ def world(db) -> World:
     bank = make_bank(site, "BANK-A", 6)
     other_bank = make_bank(site, "BANK-B", 4)
     scanner = AssetType.objects.create(code="scanner", name="Scanner", max_loan_minutes=12 * 60)
-    tablet = AssetType.objects.create(code="tablet", name="Tablet", max_loan_minutes=10 * 60, requires_pin=True)
+    tablet = AssetType.objects.create(
+        code="tablet", name="Tablet", max_loan_minutes=10 * 60, requires_pin=True
+    )
     for n in (1, 2, 3):
-        stock(bank.slots.get(number=n), Asset.objects.create(asset_tag=f"SC-10{n:02d}", asset_type=scanner))
+        stock(
+            bank.slots.get(number=n),
+            Asset.objects.create(asset_tag=f"SC-10{n:02d}", asset_type=scanner),
+        )
     stock(bank.slots.get(number=4), Asset.objects.create(asset_tag="TB-2001", asset_type=tablet))
     for n in (1, 2):
-        stock(other_bank.slots.get(number=n), Asset.objects.create(asset_tag=f"SC-20{n:02d}", asset_type=scanner))
+        stock(
+            other_bank.slots.get(number=n),
+            Asset.objects.create(asset_tag=f"SC-20{n:02d}", asset_type=scanner),
+        )
     department = Department.objects.create(name="Warehouse")
-    day_shift = Shift.objects.create(site=site, name="Day", days=0b0011111, start=time(6), end=time(14))
-    night_shift = Shift.objects.create(site=site, name="Night", days=0b0011111, start=time(22), end=time(6))
-    rule = AccessRule.objects.create(name="Warehouse scanners", grace_before_minutes=15, grace_after_minutes=15, max_concurrent=1)
+    day_shift = Shift.objects.create(
+        site=site, name="Day", days=0b0011111, start=time(6), end=time(14)
+    )
+    night_shift = Shift.objects.create(
+        site=site, name="Night", days=0b0011111, start=time(22), end=time(6)
+    )
+    rule = AccessRule.objects.create(
+        name="Warehouse scanners", grace_before_minutes=15, grace_after_minutes=15, max_concurrent=1
+    )
     rule.departments.add(department)
     rule.asset_types.add(scanner)
     ana = make_employee("E1001", "Ana", department, site=site)
     ShiftAssignment.objects.create(employee=ana, shift=day_shift, valid_from=date(2026, 1, 1))
-    ana_badge = issue_badge(ana, "04A1B2C3D4E5F6", actor=SYSTEM, valid_from=datetime(2026, 1, 1, tzinfo=BERLIN))
-    return World(site, bank, other_bank, scanner, tablet, department, day_shift, night_shift, rule, ana, ana_badge)
+    ana_badge = issue_badge(
+        ana, "04A1B2C3D4E5F6", actor=SYSTEM, valid_from=datetime(2026, 1, 1, tzinfo=BERLIN)
+    )
+    return World(
+        site,
+        bank,
+        other_bank,
+        scanner,
+        tablet,
+        department,
+        day_shift,
+        night_shift,
+        rule,
+        ana,
+        ana_badge,
+    )
 
 
 @pytest.fixture
@@ -145,7 +194,9 @@ def at_wednesday_10am(time_machine):
 
 
 def _user_with_role(username: str, role: Role | None) -> User:
-    user = User.objects.create_user(username, f"{username}@example.com", "correct horse battery staple")
+    user = User.objects.create_user(
+        username, f"{username}@example.com", "correct horse battery staple"
+    )
     if role is not None:
         user.groups.add(Group.objects.get(name=role.group_name))
     return user

@@ -96,7 +96,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("reason", "setup", "when", "kwargs"), CASES, ids=[str(c[0]) for c in CASES])
+@pytest.mark.parametrize(
+    ("reason", "setup", "when", "kwargs"), CASES, ids=[str(c[0]) for c in CASES]
+)
 def test_denial_reason(world: World, reason, setup, when, kwargs) -> None:
     uid = setup(world)
     result = present_badge(world.bank, uid, now=when, **kwargs)
@@ -127,7 +129,9 @@ def test_item_overdue_blocks_a_new_take(world: World) -> None:
 def test_limit_reached_when_holding_the_maximum(world: World) -> None:
     take(world.bank, world.ana_badge.uid, NOW)
 
-    result = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(minutes=5), intent=Intent.TAKE)
+    result = present_badge(
+        world.bank, world.ana_badge.uid, now=NOW + timedelta(minutes=5), intent=Intent.TAKE
+    )
 
     assert (result.granted, result.reason) == (False, Reason.LIMIT_REACHED)
 
@@ -148,7 +152,9 @@ def test_granted_take_and_granted_return(world: World) -> None:
     assert take_result.message.startswith("Hi Ana — door ")
     assert take_result.command["action"] == "unlock"
 
-    Checkout.objects.filter(pk=take_result.reservation.checkout_id).update(status=Checkout.Status.ACTIVE)
+    Checkout.objects.filter(pk=take_result.reservation.checkout_id).update(
+        status=Checkout.Status.ACTIVE
+    )
     Reservation.objects.filter(pk=take_result.reservation.pk).update(status=Reservation.Status.DONE)
     Slot.objects.filter(pk=take_result.reservation.slot_id).update(asset=None, present=False)
     return_result = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=2))
@@ -166,7 +172,11 @@ def test_correct_pin_grants_a_pin_protected_type(world: World) -> None:
 
 def test_every_reason_code_is_covered_and_has_a_message() -> None:
     covered = {c[0] for c in CASES} | {
-        Reason.ITEM_OVERDUE, Reason.LIMIT_REACHED, Reason.NO_RETURN_SLOT, Reason.GRANTED_TAKE, Reason.GRANTED_RETURN,
+        Reason.ITEM_OVERDUE,
+        Reason.LIMIT_REACHED,
+        Reason.NO_RETURN_SLOT,
+        Reason.GRANTED_TAKE,
+        Reason.GRANTED_RETURN,
     }
     assert covered == set(Reason)
     denials = set(Reason) - {Reason.GRANTED_TAKE, Reason.GRANTED_RETURN}
@@ -174,15 +184,21 @@ def test_every_reason_code_is_covered_and_has_a_message() -> None:
 
 
 def test_shift_grace_lets_an_early_arrival_in(world: World) -> None:
-    before_shift = datetime(2026, 3, 11, 5, 50, tzinfo=BERLIN)  # day shift starts 06:00, grace 15 min
+    before_shift = datetime(
+        2026, 3, 11, 5, 50, tzinfo=BERLIN
+    )  # day shift starts 06:00, grace 15 min
     assert present_badge(world.bank, world.ana_badge.uid, now=before_shift).granted
 
 
 def test_too_early_even_with_grace_is_outside_shift(world: World) -> None:
     too_early = datetime(2026, 3, 11, 5, 40, tzinfo=BERLIN)
-    assert present_badge(world.bank, world.ana_badge.uid, now=too_early).reason == Reason.OUTSIDE_SHIFT
+    assert (
+        present_badge(world.bank, world.ana_badge.uid, now=too_early).reason == Reason.OUTSIDE_SHIFT
+    )
 
 
 def test_rule_without_shift_requirement_grants_any_time(world: World) -> None:
     AccessRule.objects.filter(pk=world.rule.pk).update(require_shift=False)
-    assert present_badge(world.bank, world.ana_badge.uid, now=datetime(2026, 3, 15, 3, 0, tzinfo=BERLIN)).granted
+    assert present_badge(
+        world.bank, world.ana_badge.uid, now=datetime(2026, 3, 15, 3, 0, tzinfo=BERLIN)
+    ).granted

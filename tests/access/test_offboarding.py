@@ -17,14 +17,18 @@ NOW = WEDNESDAY_10AM
 
 def test_offboarding_revokes_badges_ends_shifts_and_lists_devices_out(world: World) -> None:
     _, checkout = take(world.bank, world.ana_badge.uid, NOW)
-    spare = Badge.objects.create(employee=world.ana, uid="0A0A0A0A", valid_from=NOW - timedelta(days=1))
+    spare = Badge.objects.create(
+        employee=world.ana, uid="0A0A0A0A", valid_from=NOW - timedelta(days=1)
+    )
 
     result = offboard_employee(world.ana, actor="user:1", now=NOW + timedelta(hours=1))
 
     world.ana.refresh_from_db()
     assert world.ana.status == Employee.Status.OFFBOARDED
     assert {b.pk for b in result.revoked_badges} == {world.ana_badge.pk, spare.pk}
-    assert set(Badge.objects.filter(employee=world.ana).values_list("status", flat=True)) == {Badge.Status.REVOKED}
+    assert set(Badge.objects.filter(employee=world.ana).values_list("status", flat=True)) == {
+        Badge.Status.REVOKED
+    }
     assert ShiftAssignment.objects.get(employee=world.ana).valid_until == date(2026, 3, 10)
     assert [c.pk for c in result.devices_out] == [checkout.pk]
     assert result.alert.kind == Alert.Kind.RECOVERY
@@ -56,6 +60,17 @@ def test_offboarding_twice_changes_nothing_more(world: World) -> None:
 
 
 def test_future_assignments_are_removed(world: World) -> None:
-    ShiftAssignment.objects.create(employee=world.ana, shift=world.night_shift, valid_from=date(2026, 4, 1))
+    ShiftAssignment.objects.create(
+        employee=world.ana, shift=world.night_shift, valid_from=date(2026, 4, 1)
+    )
     offboard_employee(world.ana, actor=SYSTEM, now=NOW)
     assert ShiftAssignment.objects.filter(employee=world.ana).count() == 1
+
+
+def test_offboarding_relocks_the_slot_of_a_pending_take(world: World) -> None:
+    from devices.models import Slot
+
+    tap = present_badge(world.bank, world.ana_badge.uid, now=NOW)
+    assert Slot.objects.get(pk=tap.reservation.slot_id).lock_state == Slot.LockState.UNLOCKED
+    offboard_employee(world.ana, actor=SYSTEM, now=NOW + timedelta(seconds=5))
+    assert Slot.objects.get(pk=tap.reservation.slot_id).lock_state == Slot.LockState.LOCKED

@@ -13,7 +13,9 @@ from access.models import Shift
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC", "Australia/Sydney"]
 
 
-def reference_in_window(days: int, start: time, end: time, tz: ZoneInfo, now: datetime, before: int, after: int) -> bool:
+def reference_in_window(
+    days: int, start: time, end: time, tz: ZoneInfo, now: datetime, before: int, after: int
+) -> bool:
     """Every occurrence in a wide span, as plain intervals in UTC; is ``now`` inside one?"""
     local_today = now.astimezone(tz).date()
     for offset in range(-3, 4):
@@ -21,7 +23,9 @@ def reference_in_window(days: int, start: time, end: time, tz: ZoneInfo, now: da
         if not days & (1 << day.weekday()):
             continue
         start_at = datetime(day.year, day.month, day.day, start.hour, start.minute, tzinfo=tz)
-        end_day = day + timedelta(days=1) if (end.hour, end.minute) <= (start.hour, start.minute) else day
+        end_day = (
+            day + timedelta(days=1) if (end.hour, end.minute) <= (start.hour, start.minute) else day
+        )
         end_at = datetime(end_day.year, end_day.month, end_day.day, end.hour, end.minute, tzinfo=tz)
         lo = start_at.astimezone(UTC) - timedelta(minutes=before)
         hi = end_at.astimezone(UTC) + timedelta(minutes=after)
@@ -36,7 +40,9 @@ def reference_in_window(days: int, start: time, end: time, tz: ZoneInfo, now: da
     start=st.times().map(lambda t: t.replace(second=0, microsecond=0)),
     end=st.times().map(lambda t: t.replace(second=0, microsecond=0)),
     zone=st.sampled_from(ZONES),
-    now=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)),
+    now=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
     before=st.integers(min_value=0, max_value=120),
     after=st.integers(min_value=0, max_value=120),
 )
@@ -52,7 +58,9 @@ def test_night_shift_crosses_midnight() -> None:
     night = Shift(days=0b0000001, start=time(22), end=time(6))  # starts Mondays only
     monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
     assert night.window_at(datetime.combine(monday, time(23), tzinfo=berlin), berlin) is not None
-    assert night.window_at(datetime.combine(tuesday, time(5, 59), tzinfo=berlin), berlin) is not None
+    assert (
+        night.window_at(datetime.combine(tuesday, time(5, 59), tzinfo=berlin), berlin) is not None
+    )
     assert night.window_at(datetime.combine(tuesday, time(6, 0), tzinfo=berlin), berlin) is None
     assert night.window_at(datetime.combine(tuesday, time(23), tzinfo=berlin), berlin) is None
 

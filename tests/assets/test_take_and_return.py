@@ -81,8 +81,12 @@ def test_second_tap_while_the_door_waits_shows_the_same_door(world: World) -> No
 def test_charged_first_then_longest_charged(world: World) -> None:
     # Slot 1 charging; slot 2 charged since 07:00; slot 3 charged since 06:30 → slot 3 wins.
     Slot.objects.filter(bank=world.bank, number=1).update(charge_state=Slot.ChargeState.CHARGING)
-    Slot.objects.filter(bank=world.bank, number=2).update(charge_state_since=datetime(2026, 3, 11, 7, 0, tzinfo=BERLIN))
-    Slot.objects.filter(bank=world.bank, number=3).update(charge_state_since=datetime(2026, 3, 11, 6, 30, tzinfo=BERLIN))
+    Slot.objects.filter(bank=world.bank, number=2).update(
+        charge_state_since=datetime(2026, 3, 11, 7, 0, tzinfo=BERLIN)
+    )
+    Slot.objects.filter(bank=world.bank, number=3).update(
+        charge_state_since=datetime(2026, 3, 11, 6, 30, tzinfo=BERLIN)
+    )
 
     assert present_badge(world.bank, world.ana_badge.uid, now=NOW).reservation.slot.number == 3
 
@@ -114,7 +118,9 @@ def test_never_a_reserved_slot(world: World, supervisor) -> None:
     first = present_badge(world.bank, world.ana_badge.uid, now=NOW)
     assert first.reservation.slot.number == 3
     bob = make_employee("E1002", "Bob", world.department)
-    bob.shift_assignments.create(shift=world.day_shift, valid_from=world.ana.shift_assignments.get().valid_from)
+    bob.shift_assignments.create(
+        shift=world.day_shift, valid_from=world.ana.shift_assignments.get().valid_from
+    )
     from access.actions import issue_badge
 
     issue_badge(bob, "0B0B0B0B", actor=SYSTEM, valid_from=NOW - timedelta(days=1))
@@ -145,19 +151,30 @@ def test_return_at_another_bank_uses_an_empty_charging_slot(world: World) -> Non
 
 def test_damage_reported_at_return_takes_the_asset_out_of_circulation(world: World) -> None:
     take(world.bank, world.ana_badge.uid, NOW)
-    _, checkout = give_back(world.bank, world.ana_badge.uid, NOW + timedelta(hours=1), damaged=True, damage_note="cracked screen")
+    _, checkout = give_back(
+        world.bank,
+        world.ana_badge.uid,
+        NOW + timedelta(hours=1),
+        damaged=True,
+        damage_note="cracked screen",
+    )
 
     assert checkout.condition == Checkout.Condition.DAMAGED
     assert checkout.condition_note == "cracked screen"
     assert checkout.asset.status == Asset.Status.MAINTENANCE
     # It stays in the slot, but nobody is given it.
     Slot.objects.filter(bank=world.bank).exclude(asset=checkout.asset).update(out_of_service=True)
-    assert present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=2)).reason == "no_asset_available"
+    assert (
+        present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=2)).reason
+        == "no_asset_available"
+    )
 
 
 def test_return_door_closed_without_the_device_keeps_the_checkout_open(world: World) -> None:
     take(world.bank, world.ana_badge.uid, NOW)
-    back = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=1), intent=Intent.RETURN)
+    back = present_badge(
+        world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=1), intent=Intent.RETURN
+    )
     number = back.reservation.slot.number
     record_slot_state(world.bank, number, at=NOW + timedelta(hours=1, seconds=2), door_open=True)
     record_slot_state(world.bank, number, at=NOW + timedelta(hours=1, seconds=6), door_open=False)
@@ -170,14 +187,18 @@ def test_database_allows_one_open_checkout_per_asset(world: World) -> None:
     present_badge(world.bank, world.ana_badge.uid, now=NOW)
     checkout = Checkout.objects.get()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Checkout.objects.create(asset=checkout.asset, employee=checkout.employee, slot_out=checkout.slot_out)
+        Checkout.objects.create(
+            asset=checkout.asset, employee=checkout.employee, slot_out=checkout.slot_out
+        )
 
 
 def test_database_allows_one_active_reservation_per_slot(world: World) -> None:
     present_badge(world.bank, world.ana_badge.uid, now=NOW)
     reservation = Reservation.objects.get()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Reservation.objects.create(slot=reservation.slot, purpose=Reservation.Purpose.REMOTE, expires_at=NOW)
+        Reservation.objects.create(
+            slot=reservation.slot, purpose=Reservation.Purpose.REMOTE, expires_at=NOW
+        )
 
 
 def test_database_allows_one_asset_per_slot(world: World) -> None:

@@ -17,7 +17,10 @@ from tests.conftest import WEDNESDAY_10AM, World, make_employee
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="row-lock races need PostgreSQL (set DATABASE_URL)"),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="row-lock races need PostgreSQL (set DATABASE_URL)",
+    ),
 ]
 
 CONTENDERS = 50
@@ -29,7 +32,9 @@ def test_fifty_taps_for_the_last_charged_scanner_have_one_winner(live_db, world:
     uids = []
     for n in range(CONTENDERS):
         person = make_employee(f"R{n:03d}", f"Racer{n}", world.department)
-        ShiftAssignment.objects.create(employee=person, shift=world.day_shift, valid_from=WEDNESDAY_10AM.date())
+        ShiftAssignment.objects.create(
+            employee=person, shift=world.day_shift, valid_from=WEDNESDAY_10AM.date()
+        )
         uid = f"7A{n:06X}"
         issue_badge(person, uid, actor=SYSTEM, valid_from=WEDNESDAY_10AM - timedelta(days=1))
         uids.append(uid)
@@ -45,7 +50,7 @@ def test_fifty_taps_for_the_last_charged_scanner_have_one_winner(live_db, world:
             result = present_badge(world.bank, uid, now=WEDNESDAY_10AM)
             with lock:
                 results.append(result)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             with lock:
                 errors.append(exc)
         finally:

@@ -51,7 +51,15 @@ async def receive(comm: WebsocketCommunicator) -> dict:
 async def hello(comm: WebsocketCommunicator, worker_id: str | None = None) -> dict:
     connected, _ = await comm.connect(timeout=5)
     assert connected
-    await send(comm, {"type": "hello", "worker_id": worker_id or str(uuid.uuid4()), "version": "1", "last_seq": 0})
+    await send(
+        comm,
+        {
+            "type": "hello",
+            "worker_id": worker_id or str(uuid.uuid4()),
+            "version": "1",
+            "last_seq": 0,
+        },
+    )
     config = await receive(comm)
     assert config["type"] == "config"
     return config
@@ -63,9 +71,15 @@ def at(delta: float = 0) -> str:
 
 @pytest.mark.parametrize(
     ("code", "which_token", "close_code"),
-    [("BANK-A", None, CLOSE_UNAUTHORIZED), ("BANK-A", "wrong", CLOSE_UNAUTHORIZED), ("BANK-Z", "right", CLOSE_UNKNOWN_BANK)],
+    [
+        ("BANK-A", None, CLOSE_UNAUTHORIZED),
+        ("BANK-A", "wrong", CLOSE_UNAUTHORIZED),
+        ("BANK-Z", "right", CLOSE_UNKNOWN_BANK),
+    ],
 )
-async def test_a_connection_without_the_right_token_is_closed(world, token, code, which_token, close_code) -> None:
+async def test_a_connection_without_the_right_token_is_closed(
+    world, token, code, which_token, close_code
+) -> None:
     comm = connect(code, {"right": token, "wrong": "lhb_nope", None: None}[which_token])
     await comm.connect(timeout=5)
     output = await comm.receive_output(timeout=5)
@@ -94,8 +108,11 @@ async def test_a_tap_gets_an_unlock_command_and_is_applied_once(world, token, no
     tap = {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid}
     await send(comm, tap)
     result, command, ack = await receive(comm), await receive(comm), await receive(comm)
-    assert result["type"] == "tap_result" and result["granted"] and result["message"].startswith("Hi Ana")
-    assert command["type"] == "command" and command["action"] == "unlock"
+    assert result["type"] == "tap_result"
+    assert result["granted"]
+    assert result["message"].startswith("Hi Ana")
+    assert command["type"] == "command"
+    assert command["action"] == "unlock"
     assert (command["board"], command["lock_index"]) == (0, result["slot"] - 1)
     assert ack == {"type": "ack", "seq": 1}
 
@@ -114,8 +131,11 @@ async def test_door_presence_door_completes_the_take(world, token, now) -> None:
     slot = (await receive(comm))["slot"]
     await receive(comm), await receive(comm)
     for seq, event in enumerate(
-        [{"type": "door", "slot": slot, "open": True}, {"type": "presence", "slot": slot, "present": False},
-         {"type": "door", "slot": slot, "open": False}],
+        [
+            {"type": "door", "slot": slot, "open": True},
+            {"type": "presence", "slot": slot, "present": False},
+            {"type": "door", "slot": slot, "open": False},
+        ],
         start=2,
     ):
         await send(comm, {**event, "seq": seq, "at": at(seq)})
@@ -146,14 +166,19 @@ BAD_MESSAGES = [
     (json.dumps({"type": "door", "seq": 1, "slot": 7, "open": 1}), "bad_field"),
     (json.dumps({"type": "door", "seq": 1, "slot": 99, "open": True}), "bad_field"),
     (json.dumps({"type": "charge", "seq": 1, "slot": 1, "state": "on fire"}), "bad_field"),
-    (json.dumps({"type": "door", "seq": 1, "slot": 1, "open": True, "at": "yesterday"}), "bad_field"),
+    (
+        json.dumps({"type": "door", "seq": 1, "slot": 1, "open": True, "at": "yesterday"}),
+        "bad_field",
+    ),
     (json.dumps({"type": "snapshot", "seq": 1, "slots": [{"slot": 1}]}), "bad_field"),
     (json.dumps({"type": "hello", "worker_id": "nope"}), "bad_field"),
 ]
 
 
 @pytest.mark.parametrize(("raw", "code"), BAD_MESSAGES, ids=[c for _, c in BAD_MESSAGES])
-async def test_a_bad_message_gets_an_error_and_changes_nothing(world, token, now, raw, code) -> None:
+async def test_a_bad_message_gets_an_error_and_changes_nothing(
+    world, token, now, raw, code
+) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
     audit_before = await AuditEvent.objects.acount()
@@ -171,19 +196,32 @@ async def test_a_bad_message_gets_an_error_and_changes_nothing(world, token, now
     await comm.disconnect()
     assert await AuditEvent.objects.acount() == audit_before
     bank_after = await LockerBank.objects.aget(code="BANK-A")
-    assert bank_after.last_event_seq == 1 and bank_before.last_event_seq == 0
-    assert not await Slot.objects.filter(bank__code="BANK-A", door_state=Slot.DoorState.OPEN).aexists()
+    assert bank_after.last_event_seq == 1
+    assert bank_before.last_event_seq == 0
+    assert not await Slot.objects.filter(
+        bank__code="BANK-A", door_state=Slot.DoorState.OPEN
+    ).aexists()
 
 
 async def test_snapshot_is_the_physical_truth(world, token, now) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
-    slots = [{"slot": n, "door_open": False, "present": n != 2, "charge_state": "charging" if n == 3 else None} for n in range(1, 7)]
+    slots = [
+        {
+            "slot": n,
+            "door_open": False,
+            "present": n != 2,
+            "charge_state": "charging" if n == 3 else None,
+        }
+        for n in range(1, 7)
+    ]
     await send(comm, {"type": "snapshot", "seq": 1, "at": at(), "slots": slots})
     assert await receive(comm) == {"type": "ack", "seq": 1}
     await comm.disconnect()
     assert (await Slot.objects.aget(bank=world.bank, number=2)).present is False
-    assert (await Slot.objects.aget(bank=world.bank, number=3)).charge_state == Slot.ChargeState.CHARGING
+    assert (
+        await Slot.objects.aget(bank=world.bank, number=3)
+    ).charge_state == Slot.ChargeState.CHARGING
 
 
 async def test_a_new_worker_journal_starts_counting_afresh(world, token, now) -> None:
@@ -209,7 +247,17 @@ async def test_a_failed_unlock_frees_the_slot(world, token, now) -> None:
     await receive(comm)
     command = await receive(comm)
     await receive(comm)
-    await send(comm, {"type": "command_result", "seq": 2, "at": at(1), "id": command["id"], "status": "failed", "detail": "no reply from board 0"})
+    await send(
+        comm,
+        {
+            "type": "command_result",
+            "seq": 2,
+            "at": at(1),
+            "id": command["id"],
+            "status": "failed",
+            "detail": "no reply from board 0",
+        },
+    )
     assert await receive(comm) == {"type": "ack", "seq": 2}
     await comm.disconnect()
     assert (await Reservation.objects.aget()).status == Reservation.Status.CANCELLED
@@ -219,8 +267,17 @@ async def test_a_failed_unlock_frees_the_slot(world, token, now) -> None:
 async def test_a_remote_open_reaches_the_connected_worker(world, token, now) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
-    command = {"id": str(uuid.uuid4()), "action": "unlock", "slot": 5, "board": 0, "lock_index": 4, "expires_at": at(30)}
-    await get_channel_layer().group_send(events.device_group("BANK-A"), {"type": "device_command", "payload": command})
+    command = {
+        "id": str(uuid.uuid4()),
+        "action": "unlock",
+        "slot": 5,
+        "board": 0,
+        "lock_index": 4,
+        "expires_at": at(30),
+    }
+    await get_channel_layer().group_send(
+        events.device_group("BANK-A"), {"type": "device_command", "payload": command}
+    )
     assert await receive(comm) == {"type": "command", **command}
     await comm.disconnect()
 

@@ -62,7 +62,10 @@ def test_orm_refuses_to_edit_or_delete_audit_rows(world: World) -> None:
         AuditEvent.objects.all().delete()
 
 
-@pytest.mark.parametrize("statement", ["UPDATE lockerhub_auditevent SET action = 'forged'", "DELETE FROM lockerhub_auditevent"])
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE lockerhub_auditevent SET action = 'forged'", "DELETE FROM lockerhub_auditevent"],
+)
 def test_database_refuses_raw_sql_edits(world: World, statement: str) -> None:
     assert AuditEvent.objects.exists()
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:

@@ -20,9 +20,22 @@ PRODUCTION = {
 
 
 def run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}}
-    clean.update({"DJANGO_SETTINGS_MODULE": "lockerhub.settings", "LOCKERHUB_DATA_DIR": str(tmp_path)}, **env)
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}
+    }
+    clean.update(
+        {"DJANGO_SETTINGS_MODULE": "lockerhub.settings", "LOCKERHUB_DATA_DIR": str(tmp_path)}, **env
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 SETUP = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
@@ -31,8 +44,15 @@ SETUP = "import django; django.setup(); from django.conf import settings; print(
 def test_check_deploy_is_clean_with_production_variables(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={**{k: v for k, v in os.environ.items() if k != "DEBUG"}, **PRODUCTION, "LOCKERHUB_DATA_DIR": str(tmp_path)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DEBUG"},
+            **PRODUCTION,
+            "LOCKERHUB_DATA_DIR": str(tmp_path),
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -58,7 +78,11 @@ def test_secret_key_may_come_from_a_file(tmp_path: Path) -> None:
     secret.write_text(GOOD_KEY + "\n")
     env = {**PRODUCTION, "SECRET_KEY_FILE": str(secret)}
     del env["SECRET_KEY"]
-    result = run_django("import django; django.setup(); from django.conf import settings; print(len(settings.SECRET_KEY))", env, tmp_path)
+    result = run_django(
+        "import django; django.setup(); from django.conf import settings; print(len(settings.SECRET_KEY))",
+        env,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(len(GOOD_KEY))
 
@@ -67,16 +91,30 @@ def test_secret_key_may_come_from_a_file(tmp_path: Path) -> None:
     ("env", "message"),
     [
         ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
-        ({"DATABASE_URL": "mysql://x/y", "SECRET_KEY": GOOD_KEY}, "DATABASE_URL must be a URL starting with"),
+        (
+            {"DATABASE_URL": "mysql://x/y", "SECRET_KEY": GOOD_KEY},
+            "DATABASE_URL must be a URL starting with",
+        ),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must be a URL starting with"),
         ({"DATABASE_URL": "postgres://db/x"}, "SECRET_KEY (or SECRET_KEY_FILE) is required"),
         ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 50 characters"),
-        ({"SECRET_KEY_FILE": "/nonexistent/key"}, "SECRET_KEY_FILE='/nonexistent/key' cannot be read"),
-        ({"LOCKERHUB_RESERVATION_TIMEOUT": "soon"}, "LOCKERHUB_RESERVATION_TIMEOUT='soon' is not a whole number"),
-        ({"LOCKERHUB_RESERVATION_TIMEOUT": "0"}, "LOCKERHUB_RESERVATION_TIMEOUT=0 must be at least 1"),
+        (
+            {"SECRET_KEY_FILE": "/nonexistent/key"},
+            "SECRET_KEY_FILE='/nonexistent/key' cannot be read",
+        ),
+        (
+            {"LOCKERHUB_RESERVATION_TIMEOUT": "soon"},
+            "LOCKERHUB_RESERVATION_TIMEOUT='soon' is not a whole number",
+        ),
+        (
+            {"LOCKERHUB_RESERVATION_TIMEOUT": "0"},
+            "LOCKERHUB_RESERVATION_TIMEOUT=0 must be at least 1",
+        ),
     ],
 )
-def test_bad_values_are_refused_with_a_clear_message(tmp_path: Path, env: dict[str, str], message: str) -> None:
+def test_bad_values_are_refused_with_a_clear_message(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
     result = run_django(SETUP, env, tmp_path)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr

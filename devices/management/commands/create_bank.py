@@ -14,9 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("code", help="Bank code, e.g. BANK-C")
         parser.add_argument("--site", required=True, help="Site name")
-        parser.add_argument("--slots", type=int, default=12, help="Number of doors (16 per lock board)")
+        parser.add_argument(
+            "--slots", type=int, default=12, help="Number of doors (16 per lock board)"
+        )
         parser.add_argument("--name", default="")
-        parser.add_argument("--protocol", default=LockerBank.Protocol.KERONG_CU16, choices=LockerBank.Protocol.values)
+        parser.add_argument(
+            "--protocol",
+            default=LockerBank.Protocol.KERONG_CU16,
+            choices=LockerBank.Protocol.values,
+        )
         parser.add_argument("--no-chargers", action="store_true", help="The slots have no chargers")
 
     def handle(self, *args, **options):
@@ -27,14 +33,23 @@ class Command(BaseCommand):
         except Site.DoesNotExist:
             raise CommandError(f"No site named {options['site']!r}.") from None
         if LockerBank.objects.filter(code=options["code"]).exists():
-            raise CommandError(f"A bank {options['code']!r} exists already; use rotate_bank_token for a new token.")
+            raise CommandError(
+                f"A bank {options['code']!r} exists already; use rotate_bank_token for a new token."
+            )
         try:
             bank, token = create_bank(
-                site, options["code"], slots=options["slots"], actor=SYSTEM, name=options["name"],
-                protocol=options["protocol"], chargers=not options["no_chargers"],
+                site,
+                options["code"],
+                slots=options["slots"],
+                actor=SYSTEM,
+                name=options["name"],
+                protocol=options["protocol"],
+                chargers=not options["no_chargers"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(f"Created {bank.code} at {site.name} with {options['slots']} slots.")
-        self.stdout.write("Device token (shown once; give it to the bank worker as LOCKERHUB_BANK_TOKEN):")
+        self.stdout.write(
+            "Device token (shown once; give it to the bank worker as LOCKERHUB_BANK_TOKEN):"
+        )
         self.stdout.write(token)

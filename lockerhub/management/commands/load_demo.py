@@ -14,4 +14,6 @@ class Command(BaseCommand):
             self.stdout.write("Demo data is already loaded.")
             return
         self.stdout.write(self.style.SUCCESS("Demo data loaded."))
-        self.stdout.write(f"Staff logins (password {DEMO_PASSWORD!r}): supervisor, hr, facilities, admin")
+        self.stdout.write(
+            f"Staff logins (password {DEMO_PASSWORD!r}): supervisor, hr, facilities, admin"
+        )

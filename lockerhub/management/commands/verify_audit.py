@@ -10,7 +10,9 @@ class Command(BaseCommand):
     help = "Verify the hash chain of the audit log. Exits non-zero at the first broken link."
 
     def add_arguments(self, parser):
-        parser.add_argument("--all", action="store_true", help="List every broken link, not just the first.")
+        parser.add_argument(
+            "--all", action="store_true", help="List every broken link, not just the first."
+        )
 
     def handle(self, *args, **options):
         breaks = []
@@ -20,6 +22,12 @@ class Command(BaseCommand):
                 break
         if breaks:
             for chain_break in breaks:
-                self.stderr.write(f"audit chain broken at #{chain_break.seq}: {chain_break.problem}")
-            raise CommandError(f"the audit chain is broken (first bad row: #{breaks[0].seq})", returncode=1)
-        self.stdout.write(self.style.SUCCESS(f"audit chain intact: {AuditEvent.objects.count()} events"))
+                self.stderr.write(
+                    f"audit chain broken at #{chain_break.seq}: {chain_break.problem}"
+                )
+            raise CommandError(
+                f"the audit chain is broken (first bad row: #{breaks[0].seq})", returncode=1
+            )
+        self.stdout.write(
+            self.style.SUCCESS(f"audit chain intact: {AuditEvent.objects.count()} events")
+        )
