@@ -1,6 +1,8 @@
+"""Top-level URLs. Each app owns its pages in its own urls.py; the API and SCIM live under /api/ and /scim/v2/."""
+
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -9,5 +11,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
     path("healthz", healthz, name="healthz"),
+    path("", include("devices.urls")),  # /kiosk/<code>/, /dashboard/
+    path("", include("access.urls")),  # /people/
+    path("", include("assets.urls")),  # /reports/
 ]
