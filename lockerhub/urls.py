@@ -13,6 +13,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("healthz", healthz, name="healthz"),
+    path("api/reports/", include("assets.report_api_urls")),
+    path("api/", include("lockerhub.api_urls")),
+    path("scim/v2/", include("lockerhub.scim_urls")),
     path("", include("devices.urls")),  # /kiosk/<code>/, /dashboard/
     path("", include("access.urls")),  # /people/
     path("", include("assets.urls")),  # /reports/

@@ -1,0 +1,3 @@
+"""SCIM 2.0 routes (/scim/v2/...)."""
+
+urlpatterns: list = []
