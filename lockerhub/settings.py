@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "django_filters",
     "django_celery_beat",
     "allauth",
     "allauth.account",
@@ -106,23 +107,26 @@ TEMPLATES = [
     },
 ]
 
+# Several processes (Daphne, Celery worker, beat) may share an SQLite file: wait for locks
+# instead of failing, and take the write lock at BEGIN so transactions serialise like row locks.
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "lockerhub.sqlite3",
-            # Several processes (Daphne, Celery worker, beat) share the file: wait for locks
-            # instead of failing, and take the write lock at BEGIN so row-lock emulation holds.
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not memory, so end-to-end tests can run the server in its own process.
             "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
         }
@@ -173,7 +177,9 @@ CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if not DEBUG and DATABASE_URL is not None:
+# Production sits behind HTTPS. LOCKERHUB_HTTPS=0 is for a server reached over plain HTTP on
+# loopback only (end-to-end tests drive one with a browser).
+if not DEBUG and DATABASE_URL is not None and env_bool("LOCKERHUB_HTTPS", True):
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
@@ -207,18 +213,52 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "lapse-reservations": {"task": "assets.tasks.lapse_reservations", "schedule": 5.0},
     "mark-offline-banks": {"task": "devices.tasks.mark_offline_banks", "schedule": 10.0},
+    "flag-held-open-doors": {"task": "devices.tasks.flag_held_open_doors", "schedule": 10.0},
+    # Alerts (docs/alerts.md). Every sweep is safe to run twice at once.
+    "alerts-overdue": {"task": "lockerhub.tasks.sweep_overdue", "schedule": 60.0},
+    "alerts-access": {"task": "lockerhub.tasks.scan_access", "schedule": 30.0},
+    "alerts-faults": {"task": "lockerhub.tasks.sweep_faults", "schedule": 60.0},
+    "alerts-redeliver": {"task": "lockerhub.tasks.redeliver", "schedule": 60.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- REST framework. ---
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # API keys (Authorization: Bearer lhk_…) for other systems, the session for the browser.
+    # The key class comes first so a request without credentials gets a 401, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "lockerhub.api_auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "lockerhub.rest.Pagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "EXCEPTION_HANDLER": "lockerhub.rest.exception_handler",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "LockerHub API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LockerHub API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": "Employees, badges, shifts, banks, assets, checkouts, alerts, the audit "
+    "log and reports. Authenticate with an API key (`Authorization: Bearer lhk_…`) or a "
+    'browser session. Every 4xx answer is `{"error": {"code", "message", "fields"}}`.',
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SCHEMA_PATH_PREFIX": "/api/",
+    # Several models have a "status"; give each set of choices its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "EmployeeStatusEnum": "access.models.Employee.Status",
+        "BadgeStatusEnum": "access.models.Badge.Status",
+        "BadgeEndStatusEnum": ["revoked", "lost"],
+        "AssetStatusEnum": "assets.models.Asset.Status",
+        "CheckoutStatusEnum": "assets.models.Checkout.Status",
+        "ReservationStatusEnum": "assets.models.Reservation.Status",
+    },
+}
 
 # --- django-allauth. ---
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
@@ -253,6 +293,58 @@ LOCKERHUB = {
     "DOOR_HELD_OPEN_SECONDS": env_int("LOCKERHUB_DOOR_HELD_OPEN_SECONDS", 60, minimum=1),
     # Bank workers send a heartbeat this often; three missed ones mark the bank offline.
     "HEARTBEAT_SECONDS": env_int("LOCKERHUB_HEARTBEAT_SECONDS", 5, minimum=1),
+}
+
+# --- Alerts: every rule's threshold, the overdue ladder and delivery (docs/alerts.md). ---
+LOCKERHUB_ALERTS = {
+    # Rules switched off by name (lockerhub.alerts.RULES), e.g. "outside-shift,unusual-volume".
+    "DISABLED_RULES": env_list("LOCKERHUB_ALERTS_DISABLED_RULES", []),
+    # Who hears about an overdue item, and how many minutes after it fell due.
+    "OVERDUE_LADDER": [
+        ("employee", 0),
+        ("supervisor", env_int("LOCKERHUB_OVERDUE_SUPERVISOR_MINUTES", 30, minimum=0)),
+        ("facility_manager", env_int("LOCKERHUB_OVERDUE_MANAGER_MINUTES", 120, minimum=0)),
+    ],
+    # Denied taps within DENIED_BURST_MINUTES on one badge / at one bank that make a burst.
+    "DENIED_BURST_BADGE": env_int("LOCKERHUB_ALERTS_DENIED_BURST_BADGE", 5, minimum=2),
+    "DENIED_BURST_BANK": env_int("LOCKERHUB_ALERTS_DENIED_BURST_BANK", 15, minimum=2),
+    "DENIED_BURST_MINUTES": env_int("LOCKERHUB_ALERTS_DENIED_BURST_MINUTES", 5, minimum=1),
+    # How far back each access scan looks (it runs every 30 s; the overlap is deduplicated).
+    "ACCESS_SCAN_MINUTES": 10,
+    # Remote opens outside these local hours (every site, in its own time zone) are flagged.
+    "SITE_HOURS": (
+        env_str("LOCKERHUB_ALERTS_SITE_OPENS", "06:00"),
+        env_str("LOCKERHUB_ALERTS_SITE_CLOSES", "22:00"),
+    ),
+    # Takes today against the employee's own daily average over the history window.
+    "VOLUME_FACTOR": 3,
+    "VOLUME_MIN_TAKES": env_int("LOCKERHUB_ALERTS_VOLUME_MIN_TAKES", 4, minimum=1),
+    "VOLUME_HISTORY_DAYS": 28,
+    # A device in its slot that has not reached "charged" after this long.
+    "NEVER_CHARGED_MINUTES": env_int("LOCKERHUB_ALERTS_NEVER_CHARGED_MINUTES", 240, minimum=1),
+    # Door closed, asset expected, presence off for this long.
+    "SENSOR_MISMATCH_SECONDS": env_int("LOCKERHUB_ALERTS_SENSOR_MISMATCH_SECONDS", 120, minimum=1),
+    # No storms: at most RATE_LIMIT alerts per rule and subject per RATE_LIMIT_MINUTES.
+    "RATE_LIMIT": env_int("LOCKERHUB_ALERTS_RATE_LIMIT", 5, minimum=1),
+    "RATE_LIMIT_MINUTES": 60,
+    # A condition alert resolved by hand while the condition lasts is not raised again sooner.
+    "CONDITION_COOLDOWN_MINUTES": 60,
+    # New alerts per sweep run; the rest wait for the next run.
+    "SWEEP_BATCH": 500,
+    "DELIVERY_MAX_ATTEMPTS": env_int("LOCKERHUB_ALERTS_DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+    "DELIVERY_BACKOFF_SECONDS": 30,
+    "DELIVERY_BACKOFF_MAX_SECONDS": 3600,
+    # A delivery claimed by a worker that died is claimed again after this long.
+    "DELIVERY_LEASE_SECONDS": env_int("LOCKERHUB_ALERTS_DELIVERY_LEASE_SECONDS", 300, minimum=5),
+    "WEBHOOK_TIMEOUT_SECONDS": 10,
+    # Who gets e-mail for alerts outside the overdue ladder, by rule; "*" for the rest.
+    "EMAIL_ROLES": {
+        "*": ["supervisor"],
+        "bank-offline": ["supervisor", "facility_manager"],
+        "charge-fault": ["facility_manager"],
+        "charge-stuck": ["facility_manager"],
+        "sensor-mismatch": ["supervisor", "facility_manager"],
+    },
 }
 
 LOGGING = {
