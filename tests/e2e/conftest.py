@@ -30,7 +30,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> object:
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> object:
     """Poll until ``predicate()`` is truthy; fail the test with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,8 +74,20 @@ def asgi_server(django_db_setup, django_db_blocker) -> Iterator[str]:
         env = server_env()
     log = open(Path(settings.DATA_DIR) / f"daphne-e2e-{port}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "lockerhub.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "lockerhub.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -123,7 +140,9 @@ class TcpProxy:
             return
         self._writers |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, flowing: Callable[[], bool]) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, flowing: Callable[[], bool]
+        ) -> None:
             try:
                 while data := await src.read(65536):
                     if flowing():
@@ -135,7 +154,8 @@ class TcpProxy:
                 dst.close()
 
         await asyncio.gather(
-            pipe(reader, up_writer, lambda: self.upstream), pipe(up_reader, writer, lambda: self.downstream)
+            pipe(reader, up_writer, lambda: self.upstream),
+            pipe(up_reader, writer, lambda: self.downstream),
         )
 
     def drop_connections(self) -> None:
@@ -178,8 +198,14 @@ def emulated_bank(asgi_server: str, world, tmp_path: Path) -> Callable[..., Emul
             for s in bank.slots.order_by("number")
         ]  # fmt: skip
         emulated = EmulatedBank(
-            bank.code, slots, server=f"ws://127.0.0.1:{server_port}", token=token, data_dir=tmp_path,
-            auto_person=auto_person, person_delay=0.3, worker_log_level="INFO",
+            bank.code,
+            slots,
+            server=f"ws://127.0.0.1:{server_port}",
+            token=token,
+            data_dir=tmp_path,
+            auto_person=auto_person,
+            person_delay=0.3,
+            worker_log_level="INFO",
         )
         emulated.start(control=False)
         emulated.proxy = proxies[-1] if through_proxy else None
