@@ -1,0 +1,13 @@
+"""The browser harness itself: Debian's Chromium reaches the real server."""
+
+import pytest
+
+from tests.e2e.conftest import save_screenshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_db")]
+
+
+def test_admin_login_page_renders_in_chromium(page) -> None:
+    page.goto("/admin/login/")
+    assert page.locator("input[name=username]").is_visible()
+    assert save_screenshot(page, "admin-login").stat().st_size > 1000
