@@ -155,21 +155,24 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Embedded mode serves static files straight from the source folders (no collectstatic step).
-WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
-WHITENOISE_AUTOREFRESH = DEBUG
-if EMBEDDED:
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+
+# Production serves hashed, compressed files collected by `collectstatic`; elsewhere (embedded
+# mode, DEBUG, tests) WhiteNoise serves straight from the source folders.
+MANIFEST_STATIC = env_bool("LOCKERHUB_MANIFEST_STATIC", DATABASE_URL is not None and not DEBUG)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if not DEBUG and env_bool("LOCKERHUB_MANIFEST_STATIC", DATABASE_URL is not None)
+            if MANIFEST_STATIC
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
+WHITENOISE_USE_FINDERS = not MANIFEST_STATIC
+WHITENOISE_AUTOREFRESH = DEBUG
+if not MANIFEST_STATIC:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Security. Production (not DEBUG) gets the full set so `check --deploy` is clean. ---
 SESSION_COOKIE_HTTPONLY = True
@@ -212,6 +215,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Synced into django-celery-beat's tables at beat start; edit intervals in the admin.
 CELERY_BEAT_SCHEDULE = {
     "lapse-reservations": {"task": "assets.tasks.lapse_reservations", "schedule": 5.0},
+    # Report rollups (docs/reports.md): minutely catch-up, daily rebuild of the last week.
+    "report-rollups": {"task": "assets.tasks.refresh_report_rollups", "schedule": 60.0},
+    "report-rollups-week": {
+        "task": "assets.tasks.rebuild_recent_report_rollups",
+        "schedule": 24 * 3600.0,
+    },
     "mark-offline-banks": {"task": "devices.tasks.mark_offline_banks", "schedule": 10.0},
     "flag-held-open-doors": {"task": "devices.tasks.flag_held_open_doors", "schedule": 10.0},
     # Alerts (docs/alerts.md). Every sweep is safe to run twice at once.
@@ -340,6 +349,7 @@ LOCKERHUB_ALERTS = {
     # Who gets e-mail for alerts outside the overdue ladder, by rule; "*" for the rest.
     "EMAIL_ROLES": {
         "*": ["supervisor"],
+        "outside-shift": [],  # frequent and mostly harmless: dashboard and webhooks only
         "bank-offline": ["supervisor", "facility_manager"],
         "charge-fault": ["facility_manager"],
         "charge-stuck": ["facility_manager"],

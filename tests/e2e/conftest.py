@@ -60,6 +60,7 @@ def server_env() -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": settings.SECRET_KEY if len(settings.SECRET_KEY) >= 50 else "e2e-" + "x" * 60,
         "LOCKERHUB_HTTPS": "0",
+        "LOCKERHUB_MANIFEST_STATIC": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOCKERHUB_DATA_DIR": str(settings.DATA_DIR),
         "PYTHONPATH": str(ROOT),

@@ -8,6 +8,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_db")]
 
 
 def test_admin_login_page_renders_in_chromium(page) -> None:
-    page.goto("/admin/login/")
-    assert page.locator("input[name=username]").is_visible()
+    response = page.goto("/admin/login/")
+    assert response.status == 200, page.content()[:2000]
+    page.locator("input[name=username]").wait_for(state="visible")
     assert save_screenshot(page, "admin-login").stat().st_size > 1000
