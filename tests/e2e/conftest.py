@@ -231,6 +231,9 @@ def browser():
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium); CI installs it")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django
+    # think test code is async; the test's own ORM calls are plain synchronous ones.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
