@@ -8,6 +8,7 @@ transition functions here with the slot row locked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -52,6 +53,8 @@ def unlock_command(reservation: Reservation) -> dict:
 
 def _slot_payload(slot: Slot) -> dict:
     return {
+        # Dashboards watch many banks over one connection: every event names its bank.
+        "bank": slot.bank.code,
         "slot": slot.number,
         "door": slot.door_state,
         "lock": slot.lock_state,
@@ -71,22 +74,30 @@ def do_reserve_take(
     employee: Employee,
     badge: Badge | None,
     bank: LockerBank,
-    asset_type_ids: set[int],
+    shift_end_by_type: Mapping[int, datetime | None],
     now: datetime,
 ) -> Reservation | None:
     """Reserve the best dispensable slot for ``employee``; None when nothing is left.
 
     Candidates are locked one by one and re-checked after locking: another tap may have
     taken the slot between our read and our lock. The partial unique index on active
-    reservations is the last word if two get through anyway.
+    reservations is the last word if two get through anyway. ``shift_end_by_type`` maps each
+    asset type the employee may take to the end of the shift that allows it (None: no shift
+    bound); the due time follows from it.
     """
+    asset_type_ids = set(shift_end_by_type)
     candidate_ids = list(
         Slot.objects.dispensable(bank, asset_type_ids).values_list("pk", flat=True)[:10]
     )
     for slot_id in candidate_ids:
-        slot = Slot.objects.select_for_update(of=("self",)).select_related("asset").get(pk=slot_id)
+        slot = (
+            Slot.objects.select_for_update(of=("self",))
+            .select_related("asset__asset_type", "bank")
+            .get(pk=slot_id)
+        )
         if not _still_dispensable(slot, asset_type_ids):
             continue
+        shift_end_at = shift_end_by_type[slot.asset.asset_type_id]
         try:
             with transaction.atomic():
                 checkout = Checkout.objects.create(
@@ -95,6 +106,8 @@ def do_reserve_take(
                     badge=badge,
                     slot_out=slot,
                     reserved_at=now,
+                    shift_end_at=shift_end_at,
+                    due_at=due_at_for(slot.asset.asset_type, now, shift_end_at),
                 )
                 reservation = Reservation.objects.create(
                     slot=slot,
@@ -310,6 +323,7 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
         events.bank_group(slot.bank.code),
         action,
         {
+            "bank": slot.bank.code,
             "checkout": checkout.pk,
             "slot": slot.number,
             "asset": asset.asset_tag,

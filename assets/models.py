@@ -138,6 +138,9 @@ class Checkout(models.Model):
             ),
             models.Index(fields=["employee", "status"]),
             models.Index(fields=["reserved_at"]),
+            # The report rollups find the checkouts that changed since their last run.
+            models.Index(fields=["returned_at"], name="checkout_returned_at_idx"),
+            models.Index(fields=["slot_out", "taken_at"], name="checkout_slot_taken_idx"),
         ]
 
     def __str__(self) -> str:
@@ -223,3 +226,189 @@ class Reservation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+
+# --- Report rollups ---------------------------------------------------------------------------
+# Derived from checkouts and access events by ``assets.rollups`` and kept current by the
+# ``assets.tasks.refresh_report_rollups`` beat task. ``day`` and ``hour`` are local to the bank's
+# site, so a site's day is its own whatever the server's time zone. Nothing else writes them;
+# ``rebuild_report_rollups`` recomputes any range from the source rows.
+
+
+class TakesByHour(models.Model):
+    """Devices taken per bank, asset type and local hour: takes per day and the hour-of-week map."""
+
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    hour = models.PositiveSmallIntegerField()
+    takes = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bank", "asset_type", "day", "hour"], name="takesbyhour_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="takesbyhour_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id}/{self.asset_type_id} {self.day} {self.hour:02d}h: {self.takes}"
+
+
+class UsageByDay(models.Model):
+    """One bank's use of one asset type on one local day.
+
+    Takes, returns, loan length and overdue count belong to the day a device was taken;
+    ``peak`` is the most devices of this type out at once during the day and ``bank_peak`` the
+    most of any type (repeated on each type's row of the same bank and day).
+    """
+
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    takes = models.PositiveIntegerField(default=0)
+    returned = models.PositiveIntegerField(default=0)
+    loan_seconds = models.PositiveBigIntegerField(default=0)
+    overdue = models.PositiveIntegerField(default=0)
+    peak = models.PositiveIntegerField(default=0)
+    bank_peak = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bank", "asset_type", "day"], name="usagebyday_unique")
+        ]
+        indexes = [models.Index(fields=["day"], name="usagebyday_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id}/{self.asset_type_id} {self.day}: {self.takes} takes"
+
+
+class LoanLengthByDay(models.Model):
+    """How many loans taken on a local day lasted ``minutes`` whole minutes: the median's histogram."""
+
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    minutes = models.PositiveIntegerField()
+    loans = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bank", "asset_type", "day", "minutes"], name="loanlengthbyday_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["day", "minutes", "loans"], name="loanlengthbyday_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id}/{self.asset_type_id} {self.day}: {self.loans}×{self.minutes} min"
+
+
+class SlotUsageByDay(models.Model):
+    """Takes from one slot on a local day, and the seconds of that day its device was out."""
+
+    slot = models.ForeignKey("devices.Slot", on_delete=models.CASCADE, related_name="+")
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    takes = models.PositiveIntegerField(default=0)
+    busy_seconds = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot", "asset_type", "day"], name="slotusagebyday_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["bank", "day"], name="slotusagebyday_bank_day_idx")]
+
+    def __str__(self) -> str:
+        return f"slot {self.slot_id} {self.day}: {self.takes} takes"
+
+
+class AssetUsageByDay(models.Model):
+    """Takes of one asset from one bank on a local day, and the seconds of that day it was out."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="+")
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    takes = models.PositiveIntegerField(default=0)
+    busy_seconds = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "bank", "day"], name="assetusagebyday_unique")
+        ]
+        indexes = [
+            models.Index(fields=["bank", "day"], name="assetusagebyday_bank_day_idx"),
+            # Idle assets: when was each asset last taken, one backward index step per asset.
+            models.Index(
+                fields=["asset", "-day"], condition=Q(takes__gt=0), name="assetusagebyday_last_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"asset {self.asset_id} {self.day}: {self.takes} takes"
+
+
+class EmployeeUsageByDay(models.Model):
+    """One employee's takes of one asset type at one bank on a local day."""
+
+    employee = models.ForeignKey("access.Employee", on_delete=models.CASCADE, related_name="+")
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    asset_type = models.ForeignKey(AssetType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    takes = models.PositiveIntegerField(default=0)
+    loan_seconds = models.PositiveBigIntegerField(default=0)
+    overdue = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["employee", "bank", "asset_type", "day"],
+                name="employeeusagebyday_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["bank", "day"], name="employeeusagebyday_bd_idx")]
+
+    def __str__(self) -> str:
+        return f"employee {self.employee_id} {self.day}: {self.takes} takes"
+
+
+class AccessByDay(models.Model):
+    """Badge presentations per bank, local day, outcome and reason code."""
+
+    bank = models.ForeignKey("devices.LockerBank", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    granted = models.BooleanField()
+    reason = models.CharField(max_length=32)
+    taps = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bank", "day", "granted", "reason"], name="accessbyday_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="accessbyday_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id} {self.day} {self.reason}: {self.taps}"
+
+
+class RollupWatermark(models.Model):
+    """The single row saying up to when the report rollups have taken changes into account.
+
+    Locking it serialises refreshes, so a second beat or a slow run never double-counts.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    refreshed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="rollupwatermark_singleton")]
+
+    def __str__(self) -> str:
+        return f"report rollups until {self.refreshed_until}"

@@ -1,0 +1,1 @@
+"""Benchmarks: speed is measured here and reported as figures, never by timed tests."""
