@@ -1,0 +1,49 @@
+"""The tap-to-unlock benchmark runs end to end on a small load: banks connect, every tap unlocks.
+
+It needs PostgreSQL (the benchmark makes its own database on the same server as the test
+run's) and starts real processes, so it is marked slow. Its figures are not checked: speed
+is reported by the benchmark, never asserted by a test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+
+import pytest
+from django.conf import settings
+
+from bench.tap_to_unlock import main
+
+pytestmark = pytest.mark.slow
+
+
+def bench_database_url() -> str | None:
+    """The test run's PostgreSQL server, with a database of the smoke test's own."""
+    url = os.environ.get("DATABASE_URL", "")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        return None
+    return urllib.parse.urlunsplit(parts._replace(path=f"/lockerhub_bench_smoke_{os.getpid()}"))
+
+
+def test_small_benchmark_prints_percentiles_and_every_tap_unlocks(capsys) -> None:
+    database_url = bench_database_url()
+    if database_url is None:
+        pytest.skip("the benchmark runs against PostgreSQL: set DATABASE_URL to a postgres:// URL")
+
+    status = main(
+        [
+            "--banks", "2", "--rate", "4", "--duration", "3", "--warmup", "1",
+            "--processes", "1", "--database-url", database_url, "--redis-url", settings.REDIS_URL,
+        ]
+    )  # fmt: skip
+
+    out = capsys.readouterr().out
+    for figure in ("p50", "p95", "p99"):
+        assert re.search(rf"latency {figure} ms\s+\d+\.\d", out), out
+    assert re.search(r"taps sent \(measured\)\s+12 in 3 s", out), out
+    assert re.search(r"^failures\s+0 ", out, re.MULTILINE), out
+    assert re.search(r"^unlocks\s+12 ", out, re.MULTILINE), out
+    assert status == 0
