@@ -4,12 +4,17 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from lockerhub import views as lockerhub_views
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
 urlpatterns = [
+    path("", lockerhub_views.home, name="home"),  # each role's landing page
+    # Before admin.site.urls: the admin signs in through allauth (rate limit, second factor).
+    path("admin/login/", lockerhub_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("healthz", healthz, name="healthz"),

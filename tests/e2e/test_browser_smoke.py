@@ -7,8 +7,8 @@ from tests.e2e.conftest import save_screenshot
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_db")]
 
 
-def test_admin_login_page_renders_in_chromium(page) -> None:
-    response = page.goto("/admin/login/")
+def test_login_page_renders_in_chromium(page) -> None:
+    response = page.goto("/accounts/login/")
     assert response.status == 200, page.content()[:2000]
-    page.locator("input[name=username]").wait_for(state="visible")
-    assert save_screenshot(page, "admin-login").stat().st_size > 1000
+    page.locator("input[name=login]").wait_for(state="visible")
+    assert save_screenshot(page, "login").stat().st_size > 1000

@@ -31,8 +31,9 @@ from access.models import (
 from assets.models import Asset, AssetType, Checkout, Reservation
 from devices.models import LockerBank, Site, Slot
 from lockerhub import audit
-from lockerhub.models import Alert, AuditEvent, AuditHead
+from lockerhub.models import Alert, AlertDelivery, AuditEvent, AuditHead, WebhookEndpoint
 from lockerhub.roles import Role
+from tests.conftest import give_totp
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
@@ -58,6 +59,8 @@ REGISTERED: list[type[Model]] = [
     AccessEvent,
     AuditEvent,
     Alert,
+    WebhookEndpoint,
+    AlertDelivery,
 ]
 HISTORY: list[type[Model]] = [AuditEvent, AccessEvent, Checkout, Reservation]
 # A changelist page: session, user, counts, the page, date hierarchy and filter choices. An
@@ -187,7 +190,7 @@ def admin_world(db: None) -> AdminWorld:
             slot=slots[i],
             checkout=checkout,
         )
-        Alert.objects.create(
+        alert = Alert.objects.create(
             kind=Alert.Kind.DOOR_HELD_OPEN,
             dedup_key=f"held:{i}",
             title=f"Door {i + 1} held open",
@@ -195,6 +198,17 @@ def admin_world(db: None) -> AdminWorld:
             bank=banks[i],
             employee=employees[i],
             opened_at=taken,
+        )
+        endpoint = WebhookEndpoint.objects.create(
+            name=f"Hook {i}", url=f"https://hooks.example.com/{i}"
+        )
+        AlertDelivery.objects.create(
+            key=f"{alert.pk}:alert.raised:0:webhook:{endpoint.pk}",
+            alert=alert,
+            event="alert.raised",
+            channel=AlertDelivery.Channel.WEBHOOK,
+            endpoint=endpoint,
+            recipient=endpoint.url,
         )
         with transaction.atomic():
             audit.record(
@@ -213,6 +227,7 @@ def staff_client(*perms: str) -> tuple[Client, User]:
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label=app_label, codename=codename)
         )
+    give_totp(user)  # staff pages need a second factor
     client = Client()
     client.force_login(user)
     return client, user
@@ -224,6 +239,7 @@ def role_client(role: Role) -> Client:
         f"{role}-user", f"{role}@example.com", "a-long-password-123", is_staff=True
     )
     user.groups.add(Group.objects.get(name=role.group_name))
+    give_totp(user)  # staff pages need a second factor
     client = Client()
     client.force_login(user)
     return client
