@@ -201,9 +201,27 @@ def _banner(args: argparse.Namespace, emulated: list[str]) -> None:
     ]
     if emulated:
         lines.append(
-            f"  Emulated banks: {', '.join(emulated)} (tap a badge: `python manage.py emulate_bank BANK-A`)"
+            f"  Emulated banks: {', '.join(emulated)} "
+            f"(tap a badge: `python manage.py emulate_bank BANK-A tap {badge_uid('E1001')}`)"
         )
+    lines += _kiosk_pairing_lines(base)
     print("\n".join(lines) + "\n", flush=True)
+
+
+def _kiosk_pairing_lines(base: str) -> list[str]:
+    """A fresh one-time pairing link per demo bank, so a kiosk screen works out of the box."""
+    from django.urls import reverse
+
+    from devices.actions import pair_kiosk
+    from devices.models import LockerBank
+    from lockerhub.audit import SYSTEM
+    from lockerhub.demo import BANK_CODES
+
+    lines = ["", "  Kiosk screens: open a link once in the browser that shows the kiosk"]
+    for bank in LockerBank.objects.filter(code__in=BANK_CODES):
+        pairing = pair_kiosk(bank, "Demo kiosk", actor=SYSTEM)
+        lines.append(f"    {bank.code}: {base}{reverse('devices:kiosk-pair', args=[pairing.code])}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def test_take_from_tap_to_active_checkout(world: World, emulated_bank) -> None:
     bank.tap(world.ana_badge.uid)
 
     reservation = wait_for(
-        lambda: Reservation.objects.filter(status__in=["pending", "opened"]).first(), 20, what="a reservation"
+        lambda: Reservation.objects.filter(status__in=["pending", "opened"]).first(),
+        20,
+        what="a reservation",
     )
     number = reservation.slot.number
     # The unlock frame reached the lock board on the serial line, exactly once.
