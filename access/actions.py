@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,16 +20,19 @@ from access.models import (
     REASON_MESSAGES,
     AccessEvent,
     AccessRule,
+    ApiKey,
     Badge,
+    Department,
     Employee,
     Reason,
+    Shift,
     ShiftAssignment,
     normalize_uid,
 )
 from access.queries import assignments_around, shift_window
 from assets import actions as asset_actions
-from assets.models import AssetType, Checkout, Reservation
-from devices.models import LockerBank, Slot
+from assets.models import Checkout, Reservation
+from devices.models import LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import raise_alert
 from lockerhub.models import Alert
@@ -134,12 +139,16 @@ def present_badge(
             "badge.presented",
             actor=actor,
             subject=access_event,
+            # One record per tap, written last so the chain's lock is held only briefly.
             data={
                 "bank": bank.code,
                 "uid": uid,
                 "granted": granted,
                 "reason": str(reason),
+                "purpose": reservation.purpose if reservation else None,
                 "slot": reservation.slot.number if reservation else None,
+                "checkout": reservation.checkout_id if reservation else None,
+                "asset": reservation.checkout.asset.asset_tag if reservation else None,
             },
             at=now,
         )
@@ -235,14 +244,6 @@ def _decide(
         )
         if reservation is None:
             raise Denied(Reason.NO_RETURN_SLOT)
-        audit_data = {"slot": reservation.slot.number, "damaged": damaged}
-        audit.record(
-            "return.reserved",
-            actor=audit.actor_for_bank(bank.code),
-            subject=checkout,
-            data=audit_data,
-            at=now,
-        )
         return reservation, Reason.GRANTED_RETURN
     if intent == Intent.RETURN:
         raise Denied(Reason.NO_RETURN_SLOT)
@@ -283,14 +284,16 @@ def _decide(
     if not allowed:
         raise Denied(Reason.LIMIT_REACHED)
 
-    pin_types = set(
-        AssetType.objects.filter(pk__in=allowed, requires_pin=True).values_list("pk", flat=True)
-    )
+    pin_types = {t.pk for rule, _ in in_window for t in rule.asset_types.all() if t.requires_pin}
     pin_ok = pin is not None and badge.check_pin(pin)
     usable = set(allowed) - pin_types if not pin_ok else set(allowed)
     reservation = (
         asset_actions.do_reserve_take(
-            employee=employee, badge=badge, bank=bank, asset_type_ids=usable, now=now
+            employee=employee,
+            badge=badge,
+            bank=bank,
+            shift_end_by_type={t: allowed[t] for t in usable},
+            now=now,
         )
         if usable
         else None
@@ -305,19 +308,6 @@ def _decide(
         raise Denied(Reason.PIN_REQUIRED if pin is None else Reason.PIN_INCORRECT)
     if reservation is None:
         raise Denied(Reason.NO_ASSET_AVAILABLE)
-    checkout = reservation.checkout
-    checkout.shift_end_at = allowed[checkout.asset.asset_type_id]
-    checkout.due_at = asset_actions.due_at_for(
-        checkout.asset.asset_type, now, checkout.shift_end_at
-    )
-    checkout.save(update_fields=["shift_end_at", "due_at"])
-    audit.record(
-        "take.reserved",
-        actor=audit.actor_for_bank(bank.code),
-        subject=checkout,
-        data={"slot": reservation.slot.number, "asset": checkout.asset.asset_tag},
-        at=now,
-    )
     return reservation, Reason.GRANTED_TAKE
 
 
@@ -499,3 +489,370 @@ def _end_assignments(employee: Employee, today: date) -> None:
     ShiftAssignment.objects.filter(employee=employee).exclude(valid_until__lt=today).update(
         valid_until=today - timedelta(days=1)
     )
+
+
+# --- People (used by the API, SCIM and the CSV import) ---
+
+EMPLOYEE_FIELDS = (
+    "employee_number",
+    "first_name",
+    "last_name",
+    "email",
+    "department",
+    "home_site",
+    "external_id",
+)
+
+
+def _department(value: Department | str | None) -> Department | None:
+    # HR systems and identity providers send a department by name; a new name makes a new one.
+    if value is None or isinstance(value, Department):
+        return value
+    name = value.strip()
+    if not name:
+        return None
+    if len(name) > 120:
+        raise ValidationError({"department": "A department name is at most 120 characters."})
+    department, _ = Department.objects.get_or_create(name=name)
+    return department
+
+
+def _check_number_free(employee_number: str, exclude_pk: int | None = None) -> None:
+    taken = Employee.objects.filter(employee_number=employee_number)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    if taken.exists():
+        raise ValidationError(
+            {"employee_number": f"Employee number {employee_number!r} is taken already."}
+        )
+
+
+def create_employee(
+    *,
+    employee_number: str,
+    first_name: str,
+    actor: str,
+    last_name: str = "",
+    email: str = "",
+    department: Department | str | None = None,
+    home_site: Site | None = None,
+    external_id: str = "",
+    now: datetime | None = None,
+) -> Employee:
+    """Add an active employee. A taken employee number is refused (``ValidationError``)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        employee = Employee(
+            employee_number=employee_number.strip(),
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            email=email.strip(),
+            department=_department(department),
+            home_site=home_site,
+            external_id=external_id.strip(),
+            created_at=now,
+        )
+        employee.full_clean(validate_unique=False)
+        _check_number_free(employee.employee_number)
+        employee.save()
+        audit.record(
+            "employee.created",
+            actor=actor,
+            subject=employee,
+            data={"employee_number": employee.employee_number, "name": employee.full_name},
+            at=now,
+        )
+    return employee
+
+
+def update_employee(
+    employee: Employee,
+    *,
+    actor: str,
+    active: bool | None = None,
+    now: datetime | None = None,
+    **changes: object,
+) -> Employee:
+    """Change someone's details; ``active=False`` offboards them in the same transaction.
+
+    Offboarding is final: ``active=True`` for an offboarded employee is refused.
+    """
+    unknown = set(changes) - set(EMPLOYEE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not an employee field: {', '.join(sorted(unknown))}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        employee = Employee.objects.select_for_update().get(pk=employee.pk)
+        if active and employee.status == Employee.Status.OFFBOARDED:
+            raise ValidationError(
+                {"active": "An offboarded employee cannot be reactivated; add a new employee."}
+            )
+        if "department" in changes:
+            changes["department"] = _department(changes["department"])  # type: ignore[arg-type]
+        changed: dict[str, list[str]] = {}
+        for name, value in changes.items():
+            if isinstance(value, str):
+                value = value.strip()
+            old = getattr(employee, name)
+            if old != value:
+                changed[name] = [str(old or ""), str(value or "")]
+                setattr(employee, name, value)
+        if changed:
+            employee.full_clean(validate_unique=False)
+            if "employee_number" in changed:
+                _check_number_free(employee.employee_number, exclude_pk=employee.pk)
+            employee.save(update_fields=list(changed))
+            audit.record("employee.updated", actor=actor, subject=employee, data=changed, at=now)
+        if active is False and employee.status != Employee.Status.OFFBOARDED:
+            employee = offboard_employee(employee, actor=actor, now=now).employee
+    return employee
+
+
+def deprovision_employee(
+    employee: Employee, *, actor: str, now: datetime | None = None
+) -> OffboardResult:
+    """An identity provider deleted this person: offboard them and hide them from SCIM."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        result = offboard_employee(employee, actor=actor, now=now)
+        updated = Employee.objects.filter(pk=employee.pk, scim_deleted_at__isnull=True).update(
+            scim_deleted_at=now
+        )
+        if updated:
+            audit.record("employee.scim_deleted", actor=actor, subject=result.employee, at=now)
+    return result
+
+
+# --- Badge lifecycle ---
+
+
+def replace_badge(
+    badge: Badge,
+    new_uid: str,
+    *,
+    actor: str,
+    status: str = Badge.Status.LOST,
+    reason: str = "",
+    technology: str | None = None,
+    valid_until: datetime | None = None,
+    now: datetime | None = None,
+) -> Badge:
+    """Revoke (or mark lost) a badge and issue its successor in one transaction.
+
+    The old card is dead at every bank the moment this commits; a PIN carries over, since it
+    belongs to the person, not to the card.
+    """
+    if status not in (Badge.Status.REVOKED, Badge.Status.LOST):
+        raise ValueError("A replaced badge is revoked or lost.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        badge = Badge.objects.select_for_update().get(pk=badge.pk)
+        if badge.status != Badge.Status.ACTIVE:
+            raise ValidationError({"badge": f"Badge {badge.uid} is {badge.status}, not active."})
+        do_revoke_badge(badge, status=status, reason=reason or "replaced", now=now, actor=actor)
+        successor = issue_badge(
+            badge.employee,
+            new_uid,
+            actor=actor,
+            technology=technology or badge.technology,
+            valid_from=now,
+            valid_until=valid_until,
+            now=now,
+        )
+        if badge.pin_hash:
+            successor.pin_hash = badge.pin_hash
+            successor.save(update_fields=["pin_hash"])
+        audit.record(
+            "badge.replaced",
+            actor=actor,
+            subject=successor,
+            data={"old_uid": badge.uid, "new_uid": successor.uid, "old_status": status},
+            at=now,
+        )
+    return successor
+
+
+def set_badge_pin(
+    badge: Badge, pin: str | None, *, actor: str, now: datetime | None = None
+) -> Badge:
+    """Set (or, with ``None``, clear) the PIN asked for with high-value asset types."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        badge = Badge.objects.select_for_update().get(pk=badge.pk)
+        if badge.status != Badge.Status.ACTIVE:
+            raise ValidationError({"badge": f"Badge {badge.uid} is {badge.status}, not active."})
+        if pin is None:
+            badge.pin_hash = ""
+        else:
+            try:
+                badge.set_pin(pin)
+            except ValidationError as error:
+                raise ValidationError({"pin": error.messages}) from None
+        badge.save(update_fields=["pin_hash"])
+        # The PIN itself never reaches the audit log.
+        audit.record(
+            "badge.pin_set" if pin is not None else "badge.pin_cleared",
+            actor=actor,
+            subject=badge,
+            data={"uid": badge.uid},
+            at=now,
+        )
+    return badge
+
+
+# --- Shift assignments ---
+
+
+def assign_shift(
+    employee: Employee,
+    shift: Shift,
+    *,
+    valid_from: date,
+    actor: str,
+    valid_until: date | None = None,
+    now: datetime | None = None,
+) -> ShiftAssignment:
+    """Put someone on a shift pattern between two dates (inclusive)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        employee = Employee.objects.select_for_update().get(pk=employee.pk)
+        if employee.status == Employee.Status.OFFBOARDED:
+            raise ValidationError({"employee": f"{employee} is offboarded."})
+        if valid_until is not None and valid_until < valid_from:
+            raise ValidationError({"valid_until": "The last day comes before the first."})
+        overlapping = (
+            ShiftAssignment.objects.filter(employee=employee, shift=shift)
+            .exclude(valid_until__lt=valid_from)
+            .exclude(**({"valid_from__gt": valid_until} if valid_until else {}))
+        )
+        if overlapping.exists():
+            raise ValidationError(
+                {"shift": f"{employee} is already on {shift.name} for some of these days."}
+            )
+        assignment = ShiftAssignment.objects.create(
+            employee=employee, shift=shift, valid_from=valid_from, valid_until=valid_until
+        )
+        audit.record(
+            "shift.assigned",
+            actor=actor,
+            subject=assignment,
+            data={
+                "employee": employee.employee_number,
+                "shift": shift.name,
+                "valid_from": valid_from.isoformat(),
+                "valid_until": valid_until.isoformat() if valid_until else None,
+            },
+            at=now,
+        )
+    return assignment
+
+
+def assign_shifts(
+    employees: list[Employee],
+    shift: Shift,
+    *,
+    valid_from: date,
+    actor: str,
+    valid_until: date | None = None,
+    now: datetime | None = None,
+) -> list[ShiftAssignment]:
+    """Put many people on one shift pattern at once: all of them, or none.
+
+    Every refusal is collected, so HR sees each person that needs attention in one answer
+    (``ValidationError`` with a message per person under ``employees``).
+    """
+    if not employees:
+        raise ValidationError({"employees": "Choose at least one person."})
+    if valid_until is not None and valid_until < valid_from:
+        raise ValidationError({"valid_until": "The last day comes before the first."})
+    problems: list[str] = []
+    assignments: list[ShiftAssignment] = []
+    with transaction.atomic():
+        # Lock in one order so two overlapping batches cannot deadlock.
+        for employee in sorted({e.pk: e for e in employees}.values(), key=lambda e: e.pk):
+            try:
+                with transaction.atomic():
+                    assignments.append(
+                        assign_shift(
+                            employee,
+                            shift,
+                            valid_from=valid_from,
+                            valid_until=valid_until,
+                            actor=actor,
+                            now=now,
+                        )
+                    )
+            except ValidationError as error:
+                problems.extend(error.messages)
+        if problems:
+            # Leaving the block by exception undoes the assignments already made.
+            raise ValidationError({"employees": problems})
+    return assignments
+
+
+def end_shift_assignment(
+    assignment: ShiftAssignment, *, actor: str, now: datetime | None = None
+) -> ShiftAssignment | None:
+    """Stop an assignment: one not yet started goes; a running one ends yesterday.
+
+    Returns the ended assignment, or None when it was removed.
+    """
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    with transaction.atomic():
+        assignment = ShiftAssignment.objects.select_for_update().get(pk=assignment.pk)
+        data = {"employee_id": assignment.employee_id, "shift_id": assignment.shift_id}
+        if assignment.valid_from >= today:
+            audit.record("shift.unassigned", actor=actor, subject=assignment, data=data, at=now)
+            assignment.delete()
+            return None
+        if assignment.valid_until is None or assignment.valid_until >= today:
+            assignment.valid_until = today - timedelta(days=1)
+            assignment.save(update_fields=["valid_until"])
+            audit.record("shift.ended", actor=actor, subject=assignment, data=data, at=now)
+    return assignment
+
+
+# --- API keys ---
+
+
+def create_api_key(
+    name: str,
+    role: str,
+    *,
+    actor: str,
+    scope: str = ApiKey.Scope.API,
+    created_by: AbstractBaseUser | None = None,
+    now: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Make a key for another system; returns it with its secret, which is shown only once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        key = ApiKey(
+            name=name.strip(), role=role, scope=scope, created_by=created_by, created_at=now
+        )
+        secret = key.new_secret()
+        key.full_clean()
+        key.save()
+        audit.record(
+            "api_key.created",
+            actor=actor,
+            subject=key,
+            data={"name": key.name, "role": role, "scope": scope, "prefix": key.prefix},
+            at=now,
+        )
+    return key, secret
+
+
+def revoke_api_key(key: ApiKey, *, actor: str, now: datetime | None = None) -> ApiKey:
+    """Stop a key working, at once. Revoking twice changes nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if key.revoked_at is None:
+            key.revoked_at = now
+            key.save(update_fields=["revoked_at"])
+            audit.record(
+                "api_key.revoked", actor=actor, subject=key, data={"prefix": key.prefix}, at=now
+            )
+    return key

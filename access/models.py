@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from lockerhub.roles import ROLE_GROUPS, STAFF_ROLES
 
 uid_validator = RegexValidator(
     r"^(?:[0-9A-F]{2}){4,10}$", "A badge UID is 4 to 10 bytes of upper-case hex."
@@ -76,6 +80,10 @@ class Employee(models.Model):
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="employee"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # The identity provider's own id for this person (SCIM externalId).
+    external_id = models.CharField(max_length=200, blank=True, db_index=True)
+    # Deleted through SCIM: offboarded, and gone from the SCIM view (RFC 7644 §3.6 wants a 404).
+    scim_deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["last_name", "first_name"]
@@ -390,3 +398,72 @@ class AccessEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.bank} {self.uid} {self.reason}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def usable(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A credential for another system (HR system, identity provider), acting in one role.
+
+    The secret is ``lhk_<prefix>_<random>``: the prefix finds the row, and only the sha256 of
+    the whole secret is kept. The secret is 256 random bits, so a fast hash is enough.
+    A ``scim`` key opens only /scim/v2/; an ``api`` key only /api/.
+    """
+
+    # Staff roles only: an employee's own view makes no sense for another system.
+    ROLE_CHOICES = [(role.value, ROLE_GROUPS[role]) for role in sorted(STAFF_ROLES)]
+
+    class Scope(models.TextChoices):
+        API = "api", "REST API"
+        SCIM = "scim", "SCIM provisioning"
+
+    name = models.CharField(max_length=120)
+    role = models.CharField(max_length=32, choices=ROLE_CHOICES)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.API)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_role_display()}, {self.scope})"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @staticmethod
+    def prefix_of(secret: str) -> str | None:
+        """The lookup prefix of a presented secret, or None when it is not shaped like a key."""
+        # The random part is url-safe base64, which may itself hold "_".
+        parts = secret.split("_", 2)
+        if len(parts) != 3 or parts[0] != "lhk" or not parts[1] or not parts[2]:
+            return None
+        return parts[1]
+
+    def new_secret(self) -> str:
+        """Set a fresh prefix and secret and return the secret; only its hash is kept. The caller saves."""
+        self.prefix = secrets.token_hex(6)
+        secret = f"lhk_{self.prefix}_{secrets.token_urlsafe(32)}"
+        self.secret_hash = self.hash_secret(secret)
+        return secret
+
+    def check_secret(self, secret: str) -> bool:
+        return secrets.compare_digest(self.secret_hash, self.hash_secret(secret))
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -7,6 +7,7 @@ the slot row locked; the checkout transitions they trigger live in ``assets.acti
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,11 +16,12 @@ from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from assets import actions as asset_actions
 from assets.models import Reservation
-from devices.models import LockerBank, Site, Slot
+from devices.models import Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import raise_alert
 from lockerhub.models import Alert
@@ -397,3 +399,144 @@ def flag_doors_held_open(now: datetime) -> int:
         )
         raised += created
     return raised
+
+
+# --- Kiosk screens (devices/views.py, devices/consumers.py) ---
+
+PAIRING_VALID_FOR = timedelta(hours=24)
+# A kiosk's last_seen_at is refreshed at most this often, so page loads and reconnects do
+# not turn into a write each.
+SEEN_EVERY = timedelta(minutes=1)
+# How long after a return was granted its kiosk may still report damage on it.
+DAMAGE_REPORT_WINDOW = timedelta(minutes=5)
+
+
+@dataclass
+class Pairing:
+    """A kiosk and its one-time pairing code (shown once, as a URL)."""
+
+    kiosk: Kiosk
+    code: str
+
+
+def pair_kiosk(bank: LockerBank, name: str, *, actor: str, now: datetime | None = None) -> Pairing:
+    """Issue a one-time pairing code for the kiosk ``name`` at ``bank`` (made if it is new).
+
+    Pairing an existing kiosk again gives it a new code; its current browser keeps working
+    until the new code is redeemed somewhere.
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("Give the kiosk a name, e.g. the gate it hangs at.")
+    now = now or timezone.now()
+    code = secrets.token_urlsafe(24)
+    with transaction.atomic():
+        kiosk = Kiosk.objects.active().select_for_update().filter(bank=bank, name=name[:80]).first()
+        if kiosk is None:
+            kiosk = Kiosk(bank=bank, name=name[:80], created_at=now)
+        kiosk.pairing_code_hash = LockerBank.hash_token(code)
+        kiosk.pairing_expires_at = now + PAIRING_VALID_FOR
+        kiosk.save()
+        audit.record(
+            "kiosk.pairing_issued",
+            actor=actor,
+            subject=kiosk,
+            data={"bank": bank.code, "name": kiosk.name, "expires_at": kiosk.pairing_expires_at},
+            at=now,
+        )
+    return Pairing(kiosk, code)
+
+
+def redeem_kiosk_pairing(code: str, *, now: datetime | None = None) -> tuple[Kiosk, str]:
+    """Exchange a pairing code for the kiosk's long-lived token (returned once, for a cookie).
+
+    The code works once; the token it replaces stops working.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        kiosk = (
+            Kiosk.objects.active()
+            .select_for_update()
+            .select_related("bank")
+            .filter(pairing_code_hash=LockerBank.hash_token(code))
+            .first()
+        )
+        if kiosk is None or not kiosk.pairing_open(now):
+            raise ValueError("This pairing link is not valid (used, expired or revoked).")
+        token = f"lhk_{secrets.token_urlsafe(32)}"
+        kiosk.token_hash = LockerBank.hash_token(token)
+        kiosk.pairing_code_hash = ""
+        kiosk.pairing_expires_at = None
+        kiosk.paired_at = kiosk.last_seen_at = now
+        kiosk.save(
+            update_fields=[
+                "token_hash",
+                "pairing_code_hash",
+                "pairing_expires_at",
+                "paired_at",
+                "last_seen_at",
+            ]
+        )
+        audit.record(
+            "kiosk.paired",
+            actor=audit.SYSTEM,
+            subject=kiosk,
+            data={"bank": kiosk.bank.code, "name": kiosk.name},
+            at=now,
+        )
+    return kiosk, token
+
+
+def revoke_kiosk(kiosk: Kiosk, *, actor: str, now: datetime | None = None) -> Kiosk:
+    """Stop trusting a kiosk screen: its page and its live feed are refused from now on."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        kiosk = Kiosk.objects.select_for_update().select_related("bank").get(pk=kiosk.pk)
+        if kiosk.revoked_at is not None:
+            return kiosk
+        kiosk.revoked_at = now
+        kiosk.token_hash = kiosk.pairing_code_hash = ""
+        kiosk.save(update_fields=["revoked_at", "token_hash", "pairing_code_hash"])
+        audit.record(
+            "kiosk.revoked",
+            actor=actor,
+            subject=kiosk,
+            data={"bank": kiosk.bank.code, "name": kiosk.name},
+            at=now,
+        )
+        # Screens showing the feed right now drop it at once.
+        events.broadcast(events.bank_group(kiosk.bank.code), "kiosk.revoked", {"kiosk": kiosk.pk})
+    return kiosk
+
+
+def note_kiosk_seen(kiosk: Kiosk, now: datetime | None = None) -> None:
+    """Remember when a kiosk last showed up (bookkeeping, not audited)."""
+    now = now or timezone.now()
+    Kiosk.objects.filter(pk=kiosk.pk).filter(
+        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - SEEN_EVERY)
+    ).update(last_seen_at=now)
+
+
+def report_damage_at_kiosk(
+    kiosk: Kiosk, slot_number: int, note: str, *, now: datetime | None = None
+) -> Reservation:
+    """A person returning a device says it is damaged, on the kiosk of the bank they return it to.
+
+    Only a return in progress at this kiosk's own bank, behind door ``slot_number`` and granted
+    in the last few minutes, can be marked; anything else is refused and changes nothing.
+    """
+    now = now or timezone.now()
+    reservation = (
+        Reservation.objects.active()
+        .filter(
+            slot__bank_id=kiosk.bank_id,
+            slot__number=slot_number,
+            purpose=Reservation.Purpose.RETURN,
+            created_at__gte=now - DAMAGE_REPORT_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if reservation is None:
+        raise ValueError(f"No return in progress behind door {slot_number}.")
+    return asset_actions.report_damage(reservation, note, actor=f"kiosk:{kiosk.pk}", now=now)

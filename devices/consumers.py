@@ -1,4 +1,8 @@
-"""The bank worker's WebSocket (/ws/devices/<code>/): thin, every change goes through actions.
+"""WebSockets of the devices app, thin: every change goes through actions.
+
+- /ws/devices/<code>/: the bank worker (``DeviceConsumer``), authenticated by the bank's token;
+- /ws/kiosk/<code>/: the kiosk screen beside a bank (``KioskConsumer``), by its kiosk cookie;
+- /ws/dashboard/: the supervisors' dashboard (``DashboardConsumer``), by the browser session.
 
 Protocol: docs/device-protocol.md. The decision path reads and writes only the database,
 so badge → unlock keeps working while Redis (the live fan-out) is down.
@@ -20,9 +24,18 @@ from django.utils import timezone
 from access.actions import present_badge
 from assets.actions import command_failed
 from devices import actions
-from devices.models import LockerBank, Slot
+from devices.kiosk import COOKIE_NAME, KioskMessageError, kiosk_from_cookie, parse_kiosk_message
+from devices.models import Kiosk, LockerBank, Slot
 from devices.protocol import Message, ProtocolError, parse
+from devices.queries import (
+    can_watch_dashboard,
+    checkout_for_dashboard,
+    checkout_state,
+    dashboard_state,
+)
 from lockerhub import audit, events
+from lockerhub.alerts import ALL_ALERTS_GROUP
+from lockerhub.auth import has_mfa, requires_mfa
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +112,18 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def dispatch_message(self, message: Message) -> None:
         if message.type == "hello":
             await self.on_hello(message)
+        # Not thread-sensitive: by default Channels runs every database call of the process on
+        # one thread, so each bank's transactions queued behind every other bank's round trips
+        # (bench/tap_to_unlock.py). Order within a bank holds: this consumer applies its
+        # messages one after another, and the bank row lock serialises the rest.
         elif message.type == "heartbeat":
-            await database_sync_to_async(actions.record_heartbeat)(self.bank, message.at)
+            await database_sync_to_async(actions.record_heartbeat, thread_sensitive=False)(
+                self.bank, message.at
+            )
         else:
-            replies = await database_sync_to_async(self.apply_event)(message)
+            replies = await database_sync_to_async(self.apply_event, thread_sensitive=False)(
+                message
+            )
             for reply in replies:
                 await self.send_json(reply)
 
@@ -206,3 +227,227 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     async def badge_revoked(self, message: dict) -> None:
         # Informational: access is decided by the server on every tap, so nothing is cached to purge.
         await self.send_json({"type": "revoked", "uid": message["payload"]["uid"]})
+
+
+# --- Browsers: the kiosk screen and the supervisors' dashboard ---
+
+CLOSE_FORBIDDEN = 4403
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    """A browser watching channel-layer groups. Events it has no use for are dropped, so a new
+    kind of event on a bank's group never breaks a screen."""
+
+    groups_joined: list[str]
+
+    async def dispatch(self, message: dict) -> None:
+        if message["type"].startswith("websocket.") or hasattr(
+            self, message["type"].replace(".", "_")
+        ):
+            await super().dispatch(message)
+        else:
+            logger.debug("%s ignores %s", type(self).__name__, message["type"])
+
+    async def refuse(self, why: str) -> None:
+        # Accept first so the browser sees our close code and stops retrying.
+        logger.info("%s refused: %s", type(self).__name__, why)
+        await self.accept()
+        await self.close(code=CLOSE_FORBIDDEN)
+
+    async def join(self, groups: list[str]) -> bool:
+        self.groups_joined = []
+        try:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.groups_joined.append(group)
+        except Exception:
+            # No live feed without the channel layer: close, and the page retries with backoff.
+            logger.warning("channel layer unavailable for %s", type(self).__name__, exc_info=True)
+            await self.close(code=1011)
+            return False
+        return True
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.debug("group_discard failed", exc_info=True)
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content, separators=(",", ":")))
+
+
+@database_sync_to_async
+def _paired_kiosk(raw_cookie: str | None, code: str) -> Kiosk | None:
+    kiosk = kiosk_from_cookie(raw_cookie, code)
+    if kiosk is not None:
+        actions.note_kiosk_seen(kiosk)
+    return kiosk
+
+
+class KioskConsumer(LiveConsumer):
+    """The kiosk screen beside a bank (/ws/kiosk/<code>/): that bank's taps and completions.
+
+    Only a browser holding a valid kiosk cookie for this very bank gets the feed. The screen
+    may send one thing back: a damage report on the return in progress.
+    """
+
+    kiosk: Kiosk | None = None
+
+    async def connect(self) -> None:
+        code = self.scope["url_route"]["kwargs"]["code"]
+        raw = self.scope.get("cookies", {}).get(COOKIE_NAME)
+        kiosk = await _paired_kiosk(raw, code)
+        if kiosk is None:
+            await self.refuse(f"no valid kiosk cookie for {code}")
+            return
+        self.kiosk = kiosk
+        await self.accept()
+        if await self.join([events.bank_group(kiosk.bank.code)]):
+            await self.send_json(
+                {"type": "hello", "bank": kiosk.bank.code, "online": kiosk.bank.is_online}
+            )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.kiosk is None:
+            return
+        try:
+            report = parse_kiosk_message(text_data)
+        except KioskMessageError as error:
+            await self.send_json(error.reply())
+            return
+        try:
+            await database_sync_to_async(actions.report_damage_at_kiosk)(
+                self.kiosk, report.slot, report.note
+            )
+        except ValueError as error:
+            await self.send_json({"type": "error", "code": "not_allowed", "detail": str(error)})
+            return
+        await self.send_json(
+            {"type": "damage_reported", "slot": report.slot, "problem": report.problem}
+        )
+
+    # --- Channel-layer handlers ---
+
+    async def tap(self, message: dict) -> None:
+        await self.send_json({"type": "tap", **message["payload"]})
+
+    async def _completion(self, message: dict) -> None:
+        payload = message["payload"]
+        # Who took what is not for a public screen beyond what the tap already said.
+        await self.send_json(
+            {"type": message["event"], "slot": payload["slot"], "asset": payload["asset"]}
+        )
+
+    take_completed = take_cancelled = return_completed = return_cancelled = _completion
+
+    async def bank_status(self, message: dict) -> None:
+        await self.send_json({"type": "bank.status", "online": message["payload"]["online"]})
+
+    async def kiosk_revoked(self, message: dict) -> None:
+        if self.kiosk is not None and message["payload"]["kiosk"] == self.kiosk.pk:
+            await self.close(code=CLOSE_FORBIDDEN)
+
+
+@database_sync_to_async
+def _dashboard_access(user: Any) -> tuple[bool, list[str], bool]:
+    if user is None or not can_watch_dashboard(user):
+        return False, [], False
+    # The MFA gate (lockerhub.middleware) sees only HTTP: apply its rule here too.
+    if requires_mfa(user) and not has_mfa(user):
+        return False, [], False
+    codes = list(LockerBank.objects.visible_to(user).values_list("code", flat=True))
+    return True, codes, user.has_perm("lockerhub.view_alert")
+
+
+class DashboardConsumer(LiveConsumer):
+    """The supervisors' dashboard (/ws/dashboard/), authenticated by the browser session.
+
+    It joins every visible bank's group first, then sends a full snapshot, then forwards
+    events; so a page that (re)connects never misses a change (register → load → apply).
+    """
+
+    user: Any = None
+    sees_alerts = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        allowed, codes, self.sees_alerts = await _dashboard_access(user)
+        if not allowed:
+            await self.refuse("not a supervisor")
+            return
+        self.user = user
+        self.codes = set(codes)
+        # Alerts reach both the all-alerts group and their bank's group: forward each change once.
+        self.last_alerts: dict[int, str] = {}
+        await self.accept()
+        groups = [events.bank_group(code) for code in codes]
+        if self.sees_alerts:
+            groups.append(ALL_ALERTS_GROUP)
+        if await self.join(groups):
+            await self.send_snapshot()
+
+    async def send_snapshot(self) -> None:
+        state = await database_sync_to_async(dashboard_state)(self.user, timezone.now())
+        await self.send_json({"type": "snapshot", **state})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.user is None:
+            return
+        try:
+            data = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            await self.send_json(
+                {"type": "error", "code": "bad_message", "detail": "send a JSON object"}
+            )
+            return
+        if data.get("type") != "resync":
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "unknown_type",
+                    "detail": f"unknown message type {str(data.get('type'))[:40]!r}; "
+                    "the dashboard only asks to resync",
+                }
+            )
+            return
+        await self.send_snapshot()
+
+    # --- Channel-layer handlers ---
+
+    async def slot_changed(self, message: dict) -> None:
+        payload = message["payload"]
+        if payload.get("bank") in self.codes:
+            await self.send_json({"type": "slot", **payload})
+
+    async def bank_status(self, message: dict) -> None:
+        payload = message["payload"]
+        if payload["bank"] in self.codes:
+            await self.send_json({"type": "bank", **payload})
+
+    async def _checkout_changed(self, message: dict) -> None:
+        checkout = await database_sync_to_async(checkout_for_dashboard)(
+            message["payload"]["checkout"]
+        )
+        if checkout is not None and checkout.slot_out.bank.code in self.codes:
+            state = checkout_state(checkout, timezone.now())
+            await self.send_json({"type": "checkout", **state})
+
+    take_completed = take_cancelled = return_completed = return_cancelled = _checkout_changed
+
+    async def _alert(self, message: dict) -> None:
+        if not self.sees_alerts:
+            return
+        payload = message["payload"]
+        fingerprint = json.dumps(payload, sort_keys=True, default=str)
+        if self.last_alerts.get(payload["id"]) == fingerprint:
+            return
+        if len(self.last_alerts) > 1000:  # a long-open page: forget the old ones
+            self.last_alerts.clear()
+        self.last_alerts[payload["id"]] = fingerprint
+        await self.send_json({"type": "alert", **payload})
+
+    alert_raised = alert_changed = _alert

@@ -43,6 +43,14 @@ bank_code_validator = RegexValidator(
 )
 
 
+class LockerBankQuerySet(models.QuerySet):
+    def visible_to(self, user) -> LockerBankQuerySet:
+        """Banks ``user`` may watch live. Every site for now: supervisors are not yet tied to sites."""
+        if not user.is_authenticated or not user.has_perm("devices.view_slot"):
+            return self.none()
+        return self
+
+
 class LockerBank(models.Model):
     """A cabinet of slots driven by one bank worker, reached over its device WebSocket."""
 
@@ -70,6 +78,8 @@ class LockerBank(models.Model):
     last_event_seq = models.PositiveBigIntegerField(default=0, editable=False)
     is_online = models.BooleanField(default=False)
     door_held_open_seconds = models.PositiveIntegerField(default=60)
+
+    objects = LockerBankQuerySet.as_manager()
 
     class Meta:
         ordering = ["code"]
@@ -222,3 +232,61 @@ class Slot(models.Model):
         if state != self.charge_state:
             self.charge_state = state
             self.charge_state_since = at
+
+
+class KioskQuerySet(models.QuerySet):
+    def active(self) -> KioskQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class Kiosk(models.Model):
+    """A screen beside one bank, paired once and trusted to show that bank's taps.
+
+    Pairing hands out a one-time code (shown as a URL); redeeming it in the kiosk's browser
+    gives that browser a long-lived cookie holding the kiosk's own token. Only hashes are kept.
+    """
+
+    bank = models.ForeignKey(LockerBank, on_delete=models.CASCADE, related_name="kiosks")
+    name = models.CharField(max_length=80, help_text="Where it hangs, e.g. 'Gate 3'.")
+    token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    pairing_code_hash = models.CharField(max_length=64, blank=True, editable=False)
+    pairing_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    paired_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = KioskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["bank", "name"]
+        permissions = [("pair_kiosk", "Can pair and revoke kiosk screens")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bank", "name"],
+                condition=Q(revoked_at__isnull=True),
+                name="kiosk_name_unique_per_bank",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bank.code} kiosk {self.name}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def check_token(self, token: str) -> bool:
+        return (
+            not self.is_revoked
+            and bool(self.token_hash)
+            and secrets.compare_digest(self.token_hash, LockerBank.hash_token(token))
+        )
+
+    def pairing_open(self, now: datetime) -> bool:
+        return (
+            not self.is_revoked
+            and bool(self.pairing_code_hash)
+            and self.pairing_expires_at is not None
+            and now < self.pairing_expires_at
+        )

@@ -14,7 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from lockerhub import actions, audit
-from lockerhub.models import Alert, AuditEvent
+from lockerhub.models import Alert, AlertDelivery, AuditEvent, WebhookEndpoint
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):
@@ -107,7 +107,7 @@ class AlertAdmin(admin.ModelAdmin):
         "resolved_at",
         "escalation_level",
     ]
-    list_filter = [AlertStateFilter, "kind", "severity", "site", "bank"]
+    list_filter = [AlertStateFilter, "kind", "rule", "severity", "site", "bank"]
     search_fields = [
         "title",
         "dedup_key",
@@ -115,7 +115,7 @@ class AlertAdmin(admin.ModelAdmin):
         "employee__employee_number",
         "employee__last_name",
     ]
-    list_select_related = ["site", "bank", "employee", "acknowledged_by"]
+    list_select_related = ["site", "bank", "employee", "acknowledged_by", "resolved_by", "slot"]
     date_hierarchy = "opened_at"
     ordering = ["-opened_at"]
     readonly_fields = [
@@ -133,9 +133,15 @@ class AlertAdmin(admin.ModelAdmin):
         "resolved_at",
         "escalation_level",
         "snoozed_until",
+        "rule",
+        "subject",
+        "slot",
+        "checkout",
+        "resolved_by",
+        "suppressed_count",
     ]
     fields = readonly_fields
-    actions = ["resolve"]
+    actions = ["resolve", "acknowledge"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -157,3 +163,85 @@ class AlertAdmin(admin.ModelAdmin):
         )
         resolved = sum(actions.resolve_alerts(key, actor=actor) for key in keys)
         self.message_user(request, f"{resolved} alert(s) resolved.", messages.SUCCESS)
+
+    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge_alert"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        done = 0
+        for alert in queryset.filter(resolved_at__isnull=True, acknowledged_at__isnull=True):
+            actions.acknowledge_alert(alert, user=request.user)
+            done += 1
+        self.message_user(request, f"{done} alert(s) acknowledged.", messages.SUCCESS)
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Where alert events are POSTed. The signing secret is shown once, when made or rotated."""
+
+    list_display = ["name", "url", "is_active", "min_severity", "created_at"]
+    list_filter = ["is_active", "min_severity"]
+    search_fields = ["name", "url"]
+    fields = ["name", "url", "is_active", "kinds", "min_severity"]
+    actions = ["rotate_secret"]
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            self.message_user(
+                request,
+                f"Signing secret for {obj.name} (shown once, keep it with the receiver): {obj.secret}",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Rotate the signing secret")
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in queryset:
+            secret = actions.rotate_webhook_secret(
+                endpoint, actor=audit.actor_for_user(request.user)
+            )
+            self.message_user(
+                request, f"New signing secret for {endpoint.name}: {secret}", messages.WARNING
+            )
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyHistoryAdmin):
+    """The delivery log: every e-mail and webhook of every alert event, with its attempts."""
+
+    list_display = [
+        "alert",
+        "event",
+        "channel",
+        "recipient",
+        "status",
+        "attempts",
+        "response_status",
+        "created_at",
+        "sent_at",
+    ]
+    list_filter = ["status", "channel", "event"]
+    search_fields = ["=uuid", "recipient", "alert__title"]
+    list_select_related = ["alert"]
+    date_hierarchy = "created_at"
+    exclude = ["payload"]
+    readonly_fields = [
+        "uuid",
+        "key",
+        "alert",
+        "event",
+        "channel",
+        "endpoint",
+        "recipient",
+        "status",
+        "attempts",
+        "created_at",
+        "next_attempt_at",
+        "claimed_until",
+        "sent_at",
+        "response_status",
+        "last_error",
+    ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db import models
@@ -100,6 +103,20 @@ class AlertQuerySet(models.QuerySet):
     def open(self) -> AlertQuerySet:
         return self.filter(resolved_at__isnull=True)
 
+    def visible_to(self, user: Any) -> AlertQuerySet:
+        """Alerts ``user`` may see: every alert with the view permission, none without it."""
+        if not user.is_authenticated or not user.has_perm("lockerhub.view_alert"):
+            return self.none()
+        return self
+
+    def quiet_at(self, now: datetime) -> AlertQuerySet:
+        """Open alerts that may notify people now: not acknowledged, not snoozed."""
+        return (
+            self.open()
+            .filter(acknowledged_at__isnull=True)
+            .filter(models.Q(snoozed_until__isnull=True) | models.Q(snoozed_until__lte=now))
+        )
+
 
 class Alert(models.Model):
     """Something a person should look at. Raised once per cause: the dedup key is unique among open alerts."""
@@ -145,6 +162,25 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     snoozed_until = models.DateTimeField(null=True, blank=True)
+    # The rule that raised it (lockerhub.alerts.RULES) and what it is about; the rate limit
+    # counts alerts per (rule, subject).
+    rule = models.CharField(max_length=40, blank=True)
+    subject = models.CharField(max_length=120, blank=True)
+    slot = models.ForeignKey(
+        "devices.Slot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checkout = models.ForeignKey(
+        "assets.Checkout",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alerts",
+    )
+    resolved_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Raises held back by the per-subject rate limit while this alert was the newest open one.
+    suppressed_count = models.PositiveIntegerField(default=0)
 
     objects = AlertQuerySet.as_manager()
 
@@ -161,7 +197,139 @@ class Alert(models.Model):
                 name="alert_one_open_per_cause",
             )
         ]
-        indexes = [models.Index(fields=["kind", "resolved_at"])]
+        indexes = [
+            models.Index(fields=["kind", "resolved_at"]),
+            models.Index(fields=["dedup_key", "opened_at"]),
+            models.Index(fields=["rule", "subject", "opened_at"]),
+        ]
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def state(self) -> str:
+        if self.resolved_at is not None:
+            return "resolved"
+        if self.acknowledged_at is not None:
+            return "acknowledged"
+        return "open"
+
+    def is_snoozed(self, now: datetime) -> bool:
+        return self.snoozed_until is not None and self.snoozed_until > now
+
+    def as_event(self) -> dict[str, Any]:
+        """The alert as live events and webhooks carry it (docs/alerts.md)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "id": self.pk,
+            "kind": self.kind,
+            "rule": self.rule,
+            "severity": self.severity,
+            "title": self.title,
+            "state": self.state,
+            "site": self.site_id,
+            "bank": self.bank.code if self.bank_id else None,
+            "slot": self.slot.number if self.slot_id else None,
+            "employee": self.employee_id,
+            "checkout": self.checkout_id,
+            "details": self.details,
+            "opened_at": iso(self.opened_at),
+            "acknowledged_at": iso(self.acknowledged_at),
+            "resolved_at": iso(self.resolved_at),
+            "snoozed_until": iso(self.snoozed_until),
+            "escalation_level": self.escalation_level,
+            "suppressed_count": self.suppressed_count,
+        }
+
+
+def new_webhook_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL that receives alert events as signed JSON POSTs (docs/alerts.md).
+
+    The signing secret has to stay readable to sign with (unlike device tokens, which are only
+    compared); it is shown once when made and never listed.
+    """
+
+    name = models.CharField(max_length=120, unique=True)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=100, default=new_webhook_secret, editable=False)
+    is_active = models.BooleanField(default=True)
+    kinds = models.JSONField(
+        default=list, blank=True, help_text="Alert kinds to send; empty sends every kind."
+    )
+    min_severity = models.CharField(
+        max_length=16, choices=Alert.Severity.choices, default=Alert.Severity.INFO
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, alert: Alert) -> bool:
+        order = list(Alert.Severity.values)
+        return (not self.kinds or alert.kind in self.kinds) and order.index(
+            alert.severity
+        ) >= order.index(self.min_severity)
+
+
+class AlertDelivery(models.Model):
+    """One notification of one alert event to one recipient, and its delivery log.
+
+    ``key`` is unique, so planning a notification twice makes one row; sending is claimed by a
+    conditional update (pending → sending with a lease), so a task that runs twice sends once.
+    A worker killed mid-send leaves the row ``sending``; once the lease runs out it is claimed
+    again and sent with the same ``uuid`` (receivers deduplicate on it).
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    key = models.CharField(max_length=300, unique=True)
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=32)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+    )
+    recipient = models.CharField(max_length=500)
+    # Frozen at planning time, so a retry sends exactly the same body.
+    payload = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=8, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "alert deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.recipient} ({self.status})"

@@ -86,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # After authentication and messages: staff without a second factor go to its setup first.
+    "lockerhub.middleware.RequireStaffMFAMiddleware",
 ]
 
 ROOT_URLCONF = "lockerhub.urls"
@@ -196,7 +198,13 @@ if not DEBUG and DATABASE_URL is not None and env_bool("LOCKERHUB_HTTPS", True):
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "lockerhub:channels:"},
+        # redis-py 8 gives every socket a 5 s read timeout, the same as the layer's blocking
+        # BZPOPMIN: an idle connection's receive then races it and the consumer dies with a
+        # TimeoutError (django/channels_redis#422). The read must outlast the pop.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": "lockerhub:channels:",
+        },
     }
 }
 
@@ -274,9 +282,16 @@ ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+# Five wrong passwords (or second-factor codes) for one account lock it for five minutes; the
+# admin signs in through the same page (lockerhub.views.admin_login), so the limit holds there too.
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+ACCOUNT_ADAPTER = "lockerhub.auth.AccountAdapter"
+ACCOUNT_FORMS = {"login": "lockerhub.auth.LoginForm"}
+ACCOUNT_SESSION_REMEMBER = False
+MFA_ADAPTER = "lockerhub.auth.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_TOTP_ISSUER = "LockerHub"
 LOGIN_REDIRECT_URL = "/"
 LOGIN_URL = "/accounts/login/"
 

@@ -16,11 +16,22 @@ from access.models import AccessRule, Badge, Department, Employee, Shift, ShiftA
 from assets.models import Asset, AssetType
 from devices.models import LockerBank, Site, Slot
 from lockerhub.audit import SYSTEM
-from lockerhub.roles import Role
+from lockerhub.roles import ROLE_PERMISSIONS, STAFF_ROLES, Role
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # A Wednesday, mid-morning in Berlin: inside the day shift.
 WEDNESDAY_10AM = datetime(2026, 3, 11, 10, 0, tzinfo=BERLIN)
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new channel layer per test: channels_redis binds its connections and locks to the
+    event loop that first used them, and each async test runs on a loop of its own."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -198,7 +209,48 @@ def _user_with_role(username: str, role: Role | None) -> User:
         username, f"{username}@example.com", "correct horse battery staple"
     )
     if role is not None:
-        user.groups.add(Group.objects.get(name=role.group_name))
+        user.groups.add(role_group(role))
+    if role in STAFF_ROLES:
+        give_totp(user)  # staff reach their pages only with a second factor
+    return user
+
+
+def role_group(role: Role) -> Group:
+    """The role's group, made again as its migration makes it if a transactional test's flush
+    removed it (live_db tests run after the others and empty every table)."""
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    group, created = Group.objects.get_or_create(name=role.group_name)
+    if created:
+        wanted = Q(pk__in=[])
+        for app_label, codename in ROLE_PERMISSIONS[role]:
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set(Permission.objects.filter(wanted))
+    return group
+
+
+def give_totp(user: User) -> str:
+    """Set up an authenticator app (and recovery codes) for ``user``; returns the TOTP secret.
+
+    Staff roles and administrators must have one before any staff page (lockerhub.middleware).
+    """
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    RecoveryCodes.activate(user)
+    return secret
+
+
+@pytest.fixture
+def admin_user(db, django_user_model, django_username_field) -> User:
+    """pytest-django's superuser (behind ``admin_client``), with the second factor admins need."""
+    user = django_user_model._default_manager.create_superuser(
+        **{django_username_field: "admin"}, email="admin@example.com", password="password"
+    )
+    give_totp(user)
     return user
 
 

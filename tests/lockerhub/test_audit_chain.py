@@ -31,7 +31,8 @@ def test_each_action_appends_a_linked_row(world: World) -> None:
 
     events = list(AuditEvent.objects.filter(seq__gt=before))
     actions = [e.action for e in events]
-    assert "take.reserved" in actions
+    taps = [e.data for e in events if e.action == "badge.presented"]
+    assert [(t["purpose"], t["granted"]) for t in taps] == [("take", True), ("return", True)]
     assert "take.completed" in actions
     assert "return.completed" in actions
     assert actions.count("badge.presented") == 2
