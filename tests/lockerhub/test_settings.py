@@ -19,12 +19,21 @@ PRODUCTION = {
 }
 
 
-def run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}
+def inherited_env() -> dict[str, str]:
+    """This process's environment without any LockerHub setting (CI sets some for its own run)."""
+    ours = {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "SECURE_SSL_REDIRECT",
     }
+    return {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("LOCKERHUB_")}
+
+
+def run_django(code: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = inherited_env()
     clean.update(
         {"DJANGO_SETTINGS_MODULE": "lockerhub.settings", "LOCKERHUB_DATA_DIR": str(tmp_path)}, **env
     )
@@ -49,7 +58,7 @@ def test_check_deploy_is_clean_with_production_variables(tmp_path: Path) -> None
         text=True,
         timeout=60,
         env={
-            **{k: v for k, v in os.environ.items() if k != "DEBUG"},
+            **inherited_env(),
             **PRODUCTION,
             "LOCKERHUB_DATA_DIR": str(tmp_path),
         },
