@@ -65,10 +65,9 @@ def not_a_supervisor(request) -> User | None:
 async def test_only_supervisors_get_the_feed(world, not_a_supervisor) -> None:
     comm = dashboard(await database_sync_to_async(session_of)(not_a_supervisor))
     await comm.connect(timeout=5)
-    assert await comm.receive_output(timeout=5) == {
-        "type": "websocket.close",
-        "code": CLOSE_FORBIDDEN,
-    }
+    output = await comm.receive_output(timeout=5)
+    await comm.disconnect()
+    assert output == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
 
 
 async def test_a_supervisor_without_a_second_factor_gets_no_feed(world) -> None:
@@ -83,7 +82,9 @@ async def test_a_supervisor_without_a_second_factor_gets_no_feed(world) -> None:
     user = await database_sync_to_async(make)()
     comm = dashboard(await database_sync_to_async(session_of)(user))
     await comm.connect(timeout=5)
-    assert (await comm.receive_output(timeout=5))["code"] == CLOSE_FORBIDDEN
+    output = await comm.receive_output(timeout=5)
+    await comm.disconnect()
+    assert output["code"] == CLOSE_FORBIDDEN
 
 
 async def test_another_site_cannot_open_the_feed(world, supervisor) -> None:

@@ -83,6 +83,7 @@ async def test_a_connection_without_the_right_token_is_closed(
     comm = connect(code, {"right": token, "wrong": "lhb_nope", None: None}[which_token])
     await comm.connect(timeout=5)
     output = await comm.receive_output(timeout=5)
+    await comm.disconnect()
     assert output == {"type": "websocket.close", "code": close_code}
 
 
@@ -90,6 +91,7 @@ async def test_a_token_in_the_url_is_not_accepted(world, token) -> None:
     comm = WebsocketCommunicator(application, f"/ws/devices/BANK-A/?token={token}")
     await comm.connect(timeout=5)
     assert (await comm.receive_output(timeout=5))["code"] == CLOSE_UNAUTHORIZED
+    await comm.disconnect()
 
 
 async def test_hello_gets_the_slot_configuration(world, token, now) -> None:

@@ -67,10 +67,9 @@ async def opened(code: str, cookie: str) -> WebsocketCommunicator:
 
 async def assert_refused(comm: WebsocketCommunicator) -> None:
     await comm.connect(timeout=5)
-    assert await comm.receive_output(timeout=5) == {
-        "type": "websocket.close",
-        "code": CLOSE_FORBIDDEN,
-    }
+    output = await comm.receive_output(timeout=5)
+    await comm.disconnect()
+    assert output == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
 
 
 async def test_a_browser_without_a_kiosk_cookie_gets_no_feed(world) -> None:
@@ -227,7 +226,6 @@ async def test_a_revoked_kiosk_is_cut_off_at_once(world, cookie, now) -> None:
 
     await database_sync_to_async(revoke_kiosk)(kiosk, actor=SYSTEM)
 
-    assert await comm.receive_output(timeout=5) == {
-        "type": "websocket.close",
-        "code": CLOSE_FORBIDDEN,
-    }
+    output = await comm.receive_output(timeout=5)
+    await comm.disconnect()
+    assert output == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
