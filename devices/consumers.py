@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # A badge event older than this (a replay after an outage) opens nothing.
 STALE_TAP = timedelta(seconds=20)
+# Taps get threads of their own, so they never queue behind the door, presence and charge
+# events of every other bank in the shared pool (each thread keeps its own connection).
+TAP_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taps")
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_BANK = 4404
 
@@ -121,11 +125,15 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 self.bank, message.at
             )
         else:
-            replies = await database_sync_to_async(self.apply_event, thread_sensitive=False)(
-                message
-            )
+            # Someone is standing at the door for a tap; sensor events can wait their turn.
+            executor = TAP_EXECUTOR if message.type == "badge" else None
+            replies, outbox = await database_sync_to_async(
+                self.apply_event, thread_sensitive=False, executor=executor
+            )(message)
+            # The worker first (the unlock is waiting on it), then the screens watching.
             for reply in replies:
                 await self.send_json(reply)
+            await events.send_outbox(outbox)
 
     async def on_hello(self, message: Message) -> None:
         worker_id = uuid.UUID(message.body["worker_id"])
@@ -155,8 +163,11 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         }
         return last_acked, config, actions.pending_commands(self.bank, timezone.now())
 
-    def apply_event(self, message: Message) -> list[dict[str, Any]]:
-        """Apply one sequenced event exactly once (runs in a worker thread)."""
+    def apply_event(self, message: Message) -> tuple[list[dict[str, Any]], events.Outbox]:
+        """Apply one sequenced event exactly once (runs in a worker thread).
+
+        Returns the replies for the worker and the live events to send after them.
+        """
         replies: list[dict[str, Any]] = []
         body, at, actor = message.body, message.at, audit.actor_for_bank(self.bank.code)
 
@@ -208,13 +219,14 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 command_failed(body["id"], str(body.get("detail", "")), at=at, actor=actor)
 
         try:
-            actions.apply_worker_event(self.bank, message.seq, apply)
+            with events.deferred() as outbox:
+                actions.apply_worker_event(self.bank, message.seq, apply)
         except Slot.DoesNotExist:
             raise ProtocolError(
                 "bad_field", f"bank {self.bank.code} has no slot {body.get('slot')}", message.seq
             ) from None
         replies.append({"type": "ack", "seq": message.seq})
-        return replies
+        return replies, outbox
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -297,3 +298,39 @@ async def test_unexpired_commands_are_sent_again_on_reconnect(world, token, now)
     await hello(comm)
     assert (await receive(comm))["id"] == command["id"]
     await comm.disconnect()
+
+
+async def test_the_unlock_does_not_wait_for_the_live_fan_out(world, token, now) -> None:
+    # A slow channel layer (Redis far away or busy) must not hold the door: the worker gets its
+    # answer first, and the screens get the tap after it, still in order.
+    layer = get_channel_layer()
+    release = asyncio.Event()
+    sent: list[tuple[str, str]] = []
+    real_group_send = layer.group_send
+
+    async def slow_group_send(group: str, message: dict) -> None:
+        await release.wait()
+        sent.append((group, message["event"]))
+        await real_group_send(group, message)
+
+    layer.group_send = slow_group_send
+    kiosk_channel = await layer.new_channel()
+    await layer.group_add(events.bank_group("BANK-A"), kiosk_channel)
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    try:
+        await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
+        result, command, ack = await receive(comm), await receive(comm), await receive(comm)
+        assert result["granted"]
+        assert command["action"] == "unlock"
+        assert ack == {"type": "ack", "seq": 1}
+        assert sent == []  # the fan-out is still waiting on the layer
+
+        release.set()
+        seen = [(await layer.receive(kiosk_channel))["event"] for _ in range(2)]
+        assert sorted(seen) == ["slot.changed", "tap"]
+        assert [event for _, event in sent] == seen
+    finally:
+        release.set()
+        await comm.disconnect()
+        layer.group_send = real_group_send
