@@ -18,7 +18,9 @@ from django.utils import timezone
 from access.models import Badge, Employee
 from assets.models import Asset, AssetType, Checkout, Reservation
 from devices.models import LockerBank, Slot
+from lockerhub import actions as alert_actions
 from lockerhub import audit, events
+from lockerhub.models import Alert
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +157,7 @@ def do_reserve_return(
         candidates.remove(checkout.slot_out_id)
         candidates.insert(0, checkout.slot_out_id)
     for slot_id in candidates:
-        slot = Slot.objects.select_for_update(of=("self",)).get(pk=slot_id)
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank").get(pk=slot_id)
         if (
             slot.asset_id is not None
             or slot.out_of_service
@@ -211,7 +213,8 @@ def report_damage(
 def do_door_opened(slot: Slot, at: datetime, *, actor: str) -> Reservation | None:
     """The door of ``slot`` opened. Returns the reservation it served; None means nobody unlocked it."""
     reservation = (
-        Reservation.objects.select_for_update()
+        Reservation.objects.select_for_update(of=("self",))
+        .select_related("checkout")
         .filter(slot=slot, status=Reservation.Status.PENDING)
         .first()
     )
@@ -307,6 +310,14 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
             action = "return.cancelled"
     reservation.save(update_fields=["status", "ended_at"])
     checkout.save()
+    if action == "return.completed":
+        # The dashboard and the employee see the overdue alert close with the door, not at the
+        # next sweep.
+        alert_actions.do_resolve_gone(
+            Alert.objects.filter(kind=Alert.Kind.OVERDUE, checkout=checkout),
+            now=at,
+            reason="returned",
+        )
     audit.record(
         action,
         actor=actor,

@@ -612,14 +612,12 @@ def charge_faults(f: ReportFilter) -> Report:
     alerts = Alert.objects.filter(when, kind=Alert.Kind.CHARGE_FAULT).order_by()
     if f.bank is not None:
         alerts = alerts.filter(bank=f.bank)
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for code, key, n in alerts.values_list("bank__code", "dedup_key").annotate(n=Count("pk")):
-        # The alert's cause names the door: charge-fault:<bank code>:<door number>.
-        counts[(code, key.rsplit(":", 1)[-1])] += n
+    counts = alerts.values_list("bank__code", "slot__number").annotate(n=Count("pk"))
     rows = [
-        {"bank": code, "slot": int(slot) if slot.isdigit() else slot, "faults": n}
-        for (code, slot), n in sorted(
-            counts.items(), key=lambda item: (-item[1], item[0][0], item[0][1].zfill(4))
+        # A slot deleted since keeps its faults, under no door number.
+        {"bank": code, "slot": number, "faults": n}
+        for code, number, n in sorted(
+            counts, key=lambda row: (-row[2], row[0], row[1] is None, row[1] or 0)
         )
     ]
     return Report(

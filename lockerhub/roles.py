@@ -43,6 +43,7 @@ ROLE_PERMISSIONS: dict[Role, list[tuple[str, str]]] = {
         ("devices", "change_slot"),
         ("devices", "remote_open_slot"),
         ("devices", "set_slot_out_of_service"),
+        ("devices", "pair_kiosk"),
         ("assets", "view_assettype"),
         ("assets", "view_asset"),
         ("assets", "change_asset"),

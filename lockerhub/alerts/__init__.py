@@ -10,7 +10,7 @@ Thresholds live in ``settings.LOCKERHUB_ALERTS``; docs/alerts.md lists them all.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -54,3 +54,12 @@ def minutes(name: str) -> timedelta:
 
 def enabled(rule: str) -> bool:
     return rule not in conf("DISABLED_RULES")
+
+
+def tap_key(rule: str, uid: str, bank_code: str, at: datetime) -> str:
+    """The dedup key of a badge-tap alert: one per badge, bank and hour.
+
+    The hour is taken in UTC, whatever zone ``at`` carries or the server runs in, so servers
+    and callers set to different zones build the same key for the same tap and raise it once.
+    """
+    return f"{rule}:{uid}:{bank_code}:{at.astimezone(UTC):%Y%m%d%H}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
@@ -20,7 +20,7 @@ from access.models import AccessEvent, Employee, Reason
 from assets.models import Checkout, Reservation
 from devices.models import LockerBank, Slot
 from lockerhub import actions, audit
-from lockerhub.alerts import conf, enabled, minutes
+from lockerhub.alerts import conf, enabled, minutes, tap_key
 from lockerhub.alerts.notify import Recipients
 from lockerhub.models import Alert
 
@@ -216,7 +216,6 @@ def scan_access(now: datetime | None = None) -> SweepResult:
     )
     for event in denied:
         bank = event.bank
-        hour = event.at.astimezone(UTC).strftime("%Y%m%d%H")
         if event.reason == Reason.OUTSIDE_SHIFT:
             rule, severity = "outside-shift", Alert.Severity.INFO
             title = f"Tap outside shift at {bank.code}"
@@ -228,7 +227,7 @@ def scan_access(now: datetime | None = None) -> SweepResult:
         _raise(
             result,
             Alert.Kind.SUSPICIOUS_ACCESS,
-            f"{rule}:{event.uid}:{bank.code}:{hour}",
+            tap_key(rule, event.uid, bank.code, event.at),
             title,
             severity=severity,
             details={"uid": event.uid, "reason": event.reason, "access_event": event.pk},

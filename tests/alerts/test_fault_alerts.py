@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -14,7 +15,8 @@ from devices.actions import (
 )
 from devices.models import LockerBank, Slot
 from lockerhub.alerts.rules import sweep_faults
-from lockerhub.models import Alert
+from lockerhub.audit import SYSTEM
+from lockerhub.models import Alert, AuditEvent
 from tests.conftest import WEDNESDAY_10AM, World
 
 NOW = WEDNESDAY_10AM
@@ -35,11 +37,32 @@ def test_an_offline_bank_alerts_and_resolves_when_it_is_back(
     assert alert.bank == world.bank
     assert alert.deliveries.filter(recipient="fred.facilities@example.com").exists()
 
-    record_heartbeat(world.bank, NOW + timedelta(minutes=2))
-    result = sweep_faults(NOW + timedelta(minutes=2, seconds=5))
+    back = NOW + timedelta(minutes=2)
+    assert record_heartbeat(world.bank, back) is True
+    # Resolved by the heartbeat itself, not left for the next sweep.
     alert.refresh_from_db()
-    assert result.resolved == 1
-    assert alert.resolved_at is not None
+    assert alert.resolved_at == back
+    resolved = AuditEvent.objects.get(action="alert.resolved", subject_id=str(alert.pk))
+    assert (resolved.actor, resolved.data) == (SYSTEM, {"reason": "back online"})
+    assert sweep_faults(back + timedelta(seconds=5)).as_dict() == {
+        "raised": 0,
+        "escalated": 0,
+        "resolved": 0,
+    }
+
+
+def test_a_heartbeat_resolves_only_its_own_banks_offline_alert(world: World) -> None:
+    LockerBank.objects.update(last_heartbeat_at=NOW - timedelta(minutes=1))
+    assert sorted(mark_stale_banks_offline(NOW, after=timedelta(seconds=15))) == [
+        "BANK-A",
+        "BANK-B",
+    ]
+
+    record_heartbeat(world.bank, NOW + timedelta(seconds=30))
+    record_heartbeat(world.bank, NOW + timedelta(seconds=40))  # already online: nothing more
+
+    assert list(Alert.objects.open().values_list("bank__code", flat=True)) == ["BANK-B"]
+    assert AuditEvent.objects.filter(action="alert.resolved").count() == 1
 
 
 def test_a_bank_the_sweep_finds_offline_is_raised_once(world: World) -> None:
@@ -53,9 +76,15 @@ def test_a_bank_the_sweep_finds_offline_is_raised_once(world: World) -> None:
 
 def test_a_charge_fault_alerts_and_resolves_when_charging_resumes(world: World) -> None:
     record_slot_state(world.bank, 2, at=NOW, charge_state=Slot.ChargeState.FAULT)
-    sweep_faults(NOW + timedelta(seconds=30))
+    # Raised at once, naming its slot (the charge-fault report counts faults by it).
     alert = Alert.objects.get(rule="charge-fault")
-    assert alert.kind == Alert.Kind.CHARGE_FAULT
+    assert (alert.kind, alert.bank, alert.slot) == (
+        Alert.Kind.CHARGE_FAULT,
+        world.bank,
+        world.slot(2),
+    )
+    assert alert.subject == f"slot:{world.slot(2).pk}"
+    assert sweep_faults(NOW + timedelta(seconds=30)).raised == 0
 
     record_slot_state(world.bank, 2, at=NOW + timedelta(minutes=5), charge_state="charging")
     assert sweep_faults(NOW + timedelta(minutes=6)).resolved == 1
@@ -117,3 +146,13 @@ def test_a_fault_resolved_by_hand_while_it_lasts_is_not_raised_again_at_once(
     resolve_alert(Alert.objects.get(rule="charge-fault"), user=supervisor, now=NOW)
     assert sweep_faults(NOW + timedelta(minutes=30)).raised == 0
     assert sweep_faults(NOW + timedelta(minutes=61)).raised == 1
+
+
+def test_a_forced_door_alert_names_its_slot_and_is_keyed_on_utc(world: World) -> None:
+    # The bank worker may report its local time: the same forced opening, replayed in another
+    # zone, must not raise a second alert.
+    berlin = NOW.astimezone(ZoneInfo("Europe/Berlin"))
+    record_slot_state(world.bank, 5, at=berlin, door_open=True)
+    alert = Alert.objects.get(rule="door-forced")
+    assert alert.slot == world.slot(5)
+    assert alert.dedup_key.endswith(f":{NOW.astimezone(UTC):%Y%m%d%H%M}")

@@ -1,4 +1,4 @@
-"""Overdue returns: one alert per item, an escalation ladder, and it resolves itself on return."""
+"""Overdue returns: one alert per item, an escalation ladder, and it resolves the moment the item is back."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import pytest
 
+from access.actions import Intent, present_badge
 from access.models import Employee
 from assets.models import Checkout
-from lockerhub import actions
+from devices.actions import record_slot_state
+from lockerhub import actions, audit
 from lockerhub.alerts.rules import sweep_overdue
-from lockerhub.models import Alert, AlertDelivery
+from lockerhub.models import Alert, AlertDelivery, AuditEvent
 from tests.alerts.conftest import out_checkout
-from tests.conftest import WEDNESDAY_10AM, World
+from tests.conftest import WEDNESDAY_10AM, World, make_employee
 from tests.flows import give_back, take
 
 
@@ -140,25 +142,77 @@ def test_a_snoozed_alert_climbs_once_the_snooze_is_over(
     assert sweep_overdue().escalated == 1
 
 
-def test_the_alert_resolves_itself_when_the_item_comes_back(world: World, time_machine) -> None:
+def overdue_then_returned(world: World, time_machine, *, put_back: bool = True) -> Alert:
+    """Ana's scanner goes overdue, the sweep raises it, and she brings it back (or fails to)."""
     time_machine.move_to(WEDNESDAY_10AM, tick=False)
     _, checkout = take(world.bank, world.ana_badge.uid, WEDNESDAY_10AM)
-    assert checkout.due_at is not None
     late = checkout.due_at + timedelta(minutes=5)
     time_machine.move_to(late, tick=False)
     sweep_overdue()
-    alert = Alert.objects.get(kind=Alert.Kind.OVERDUE)
-
-    give_back(world.bank, world.ana_badge.uid, late + timedelta(minutes=1))
-    time_machine.move_to(late + timedelta(minutes=2), tick=False)
-    result = sweep_overdue()
-
+    alert = Alert.objects.get(kind=Alert.Kind.OVERDUE, checkout=checkout)
+    back = late + timedelta(minutes=1)
+    if put_back:
+        give_back(world.bank, world.ana_badge.uid, back)
+    else:
+        result = present_badge(world.bank, world.ana_badge.uid, now=back, intent=Intent.RETURN)
+        door = result.reservation.slot.number
+        record_slot_state(world.bank, door, at=back + timedelta(seconds=2), door_open=True)
+        record_slot_state(world.bank, door, at=back + timedelta(seconds=5), door_open=False)
     alert.refresh_from_db()
-    assert result.resolved == 1
-    assert alert.resolved_at == late + timedelta(minutes=2)
-    # Back in: nothing new is raised for it.
-    assert sweep_overdue().raised == 0
+    return alert
+
+
+def test_the_alert_resolves_the_moment_the_item_comes_back(world: World, time_machine) -> None:
+    alert = overdue_then_returned(world, time_machine)
+
+    # Resolved with the door that closed on the returned device, no sweep needed.
+    checkout = Checkout.objects.get()
+    assert checkout.status == Checkout.Status.RETURNED
+    assert alert.resolved_at == checkout.returned_at
+    assert alert.resolved_by is None
+    resolved = AuditEvent.objects.get(action="alert.resolved", subject_id=str(alert.pk))
+    assert (resolved.actor, resolved.data, resolved.at) == (
+        audit.SYSTEM,
+        {"reason": "returned"},
+        checkout.returned_at,
+    )
+    # Back in: the sweep finds nothing left to resolve and raises nothing new.
+    time_machine.move_to(checkout.returned_at + timedelta(minutes=1), tick=False)
+    assert sweep_overdue().as_dict() == {"raised": 0, "escalated": 0, "resolved": 0}
     assert Alert.objects.count() == 1
+
+
+def test_a_return_abandoned_at_the_door_leaves_the_alert_open(world: World, time_machine) -> None:
+    alert = overdue_then_returned(world, time_machine, put_back=False)
+
+    assert Checkout.objects.get().status == Checkout.Status.ACTIVE
+    assert alert.resolved_at is None
+    assert not AuditEvent.objects.filter(action="alert.resolved").exists()
+
+
+def test_the_alert_and_the_return_commit_together(world: World, time_machine, monkeypatch) -> None:
+    record = audit.record
+
+    def failing(action: str, **kwargs):
+        if action == "return.completed":
+            raise RuntimeError("audit chain unavailable")
+        return record(action, **kwargs)
+
+    monkeypatch.setattr(audit, "record", failing)
+    with pytest.raises(RuntimeError):
+        overdue_then_returned(world, time_machine)
+
+    assert Checkout.objects.get().status == Checkout.Status.ACTIVE
+    assert Alert.objects.get().resolved_at is None
+
+
+def test_a_return_resolves_only_its_own_checkouts_alert(world: World, time_machine) -> None:
+    # Someone else's scanner is overdue too; Ana's return must not close that one.
+    bo = make_employee("E1002", "Bo", world.department, site=world.site)
+    other = out_checkout(world, due_at=WEDNESDAY_10AM, employee=bo, slot_number=5)
+    overdue_then_returned(world, time_machine)
+
+    assert set(Alert.objects.open().values_list("checkout", flat=True)) == {other.pk}
 
 
 def test_one_alert_per_item_even_after_a_person_resolves_it(

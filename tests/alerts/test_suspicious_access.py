@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -10,6 +11,7 @@ from access.actions import present_badge, revoke_badge
 from access.models import Badge, Employee, Reason
 from assets.models import Asset, Checkout
 from devices.actions import record_slot_state, remote_open
+from lockerhub.alerts import tap_key
 from lockerhub.alerts.rules import scan_access
 from lockerhub.audit import SYSTEM
 from lockerhub.models import Alert, AlertDelivery
@@ -42,6 +44,30 @@ def test_an_expired_badge_presented_raises_badge_misuse(world: World, at_ten) ->
     assert "expired" in alert.title.lower()
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def test_a_badge_misuse_key_is_bucketed_by_the_utc_hour_whatever_the_servers_zone(
+    world: World, at_ten, settings, zone: str
+) -> None:
+    settings.TIME_ZONE = zone
+    Badge.objects.filter(pk=world.ana_badge.pk).update(valid_until=NOW - timedelta(days=1))
+    present_badge(world.bank, world.ana_badge.uid, now=NOW)
+
+    scan_access(NOW + timedelta(seconds=30))
+
+    # 10:00 in Berlin is 09:00 UTC: every server names the same hour.
+    assert only_alert("badge-misuse").dedup_key == (
+        f"badge-misuse:{world.ana_badge.uid}:BANK-A:2026031109"
+    )
+
+
+def test_a_tap_key_is_the_same_for_any_zone_the_time_comes_in() -> None:
+    zones = [BERLIN, ZoneInfo("UTC"), ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata")]
+
+    keys = {tap_key("badge-misuse", "04AA", "BANK-A", NOW.astimezone(zone)) for zone in zones}
+
+    assert keys == {"badge-misuse:04AA:BANK-A:2026031109"}
+
+
 def test_a_revoked_or_lost_badge_raises_at_the_tap_and_the_scan_adds_nothing(
     world: World, at_ten
 ) -> None:
@@ -52,6 +78,8 @@ def test_a_revoked_or_lost_badge_raises_at_the_tap_and_the_scan_adds_nothing(
 
     alert = only_alert("badge-misuse")
     assert alert.details["reason"] == Reason.BADGE_LOST
+    # Raised at the tap with NOW in Berlin time: still keyed on the UTC hour, like the scan.
+    assert alert.dedup_key == f"badge-misuse:{world.ana_badge.uid}:BANK-A:2026031109"
 
 
 def test_a_tap_outside_the_shift_raises_an_info_alert_without_email(

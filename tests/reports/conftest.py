@@ -176,19 +176,22 @@ def history(world: World, time_machine) -> History:
     tap(a, z(2026, 3, 28, 9, 0), "granted_take", granted=True)
     tap(a, z(2026, 3, 30, 6, 0), "granted_take", granted=True)
 
-    def fault(bank, door, at, resolved=None):
+    def fault(bank, door, at, resolved=None, key=None):
+        # The report reads the door from Alert.slot; the key's format is the rule's business.
         Alert.objects.create(
             kind=Alert.Kind.CHARGE_FAULT,
-            dedup_key=f"charge-fault:{bank.code}:{door}",
+            dedup_key=key or f"charge-fault:{bank.code}:{door}",
             title=f"Charge fault at {bank.code} door {door}",
             bank=bank,
+            slot=world.slot(door, bank),
             site=bank.site,
             opened_at=at,
             resolved_at=resolved,
         )
 
     fault(a, 3, z(2026, 3, 29, 3, 0), resolved=z(2026, 3, 29, 4, 0))  # Sun 05:00 CEST
-    fault(a, 3, z(2026, 3, 30, 9, 0))  # Mon 11:00 CEST, still open
+    # Mon 11:00 CEST, still open; a key whose last part is not the door number.
+    fault(a, 3, z(2026, 3, 30, 9, 0), key="charge-stuck:BANK-A:3:2026-03-30T09:00Z")
     fault(a, 1, z(2026, 3, 27, 23, 15), resolved=z(2026, 3, 28, 1, 0))  # Sat 00:15 CET: in
     fault(b, 2, z(2026, 3, 30, 22, 30))  # Tue 00:30 CEST: out
     Alert.objects.create(

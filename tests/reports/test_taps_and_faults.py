@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from assets.reports import charge_faults, denied_taps
-from tests.reports.conftest import History
+from lockerhub.models import Alert
+from tests.reports.conftest import History, z
 
 
 def test_denied_taps_are_counted_by_reason_on_local_days(history: History) -> None:
@@ -38,3 +39,25 @@ def test_charge_faults_are_counted_per_door(history: History) -> None:
     ]
     assert report.summary == {"faults": 3}
     assert charge_faults(history.filter(bank=history.world.other_bank)).rows == []
+
+
+def test_charge_faults_name_the_slot_the_alert_is_about(history: History) -> None:
+    world = history.world
+    # A key that names no door at all, and one whose last part is not the door: the door
+    # comes from the alert's slot.
+    for key, door in (("charge-fault:7f3a", 5), ("charge-fault:BANK-A:6:x", 2)):
+        Alert.objects.create(
+            kind=Alert.Kind.CHARGE_FAULT,
+            dedup_key=key,
+            title="Charge fault",
+            bank=world.bank,
+            slot=world.slot(door),
+            site=world.site,
+            opened_at=z(2026, 3, 30, 8, 0),
+        )
+
+    rows = charge_faults(history.period).rows
+
+    assert {"bank": "BANK-A", "slot": 5, "faults": 1} in rows
+    assert {"bank": "BANK-A", "slot": 2, "faults": 1} in rows
+    assert {row["slot"] for row in rows} == {1, 2, 3, 5}
