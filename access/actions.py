@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access.models import (
@@ -24,6 +26,7 @@ from access.models import (
     Badge,
     Department,
     Employee,
+    EmployeeGroup,
     Reason,
     Shift,
     ShiftAssignment,
@@ -31,10 +34,11 @@ from access.models import (
 )
 from access.queries import assignments_around, shift_window
 from assets import actions as asset_actions
-from assets.models import Checkout, Reservation
+from assets.models import AssetType, Checkout, Reservation
 from devices.models import LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import raise_alert
+from lockerhub.alerts import tap_key
 from lockerhub.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -156,7 +160,7 @@ def present_badge(
         if reason in (Reason.BADGE_REVOKED, Reason.BADGE_LOST, Reason.EMPLOYEE_OFFBOARDED):
             raise_alert(
                 Alert.Kind.SUSPICIOUS_ACCESS,
-                f"badge-misuse:{uid}:{bank.code}:{now:%Y%m%d%H}",
+                tap_key("badge-misuse", uid, bank.code, now),
                 f"{reason.label} presented at {bank.code}",
                 severity=Alert.Severity.WARNING,
                 details={"uid": uid, "reason": str(reason)},
@@ -700,6 +704,104 @@ def set_badge_pin(
     return badge
 
 
+# --- Shift patterns ---
+
+SHIFT_FIELDS = ("site", "name", "days", "start", "end")
+
+
+def _shift_data(shift: Shift) -> dict[str, object]:
+    return {
+        "site": shift.site_id,
+        "name": shift.name,
+        "days": shift.days_display,
+        "start": shift.start.isoformat(timespec="minutes"),
+        "end": shift.end.isoformat(timespec="minutes"),
+    }
+
+
+def _save_shift(shift: Shift) -> None:
+    """Validate and save; a name taken at the site is a field error, whoever wins a race."""
+    shift.name = shift.name.strip()
+    # The name constraint is checked below with a clearer message than Django's.
+    shift.full_clean(validate_unique=False, validate_constraints=False)
+    taken = Shift.objects.filter(site_id=shift.site_id, name=shift.name).exclude(pk=shift.pk)
+    error = ValidationError({"name": f"{shift.site} has a shift called {shift.name!r} already."})
+    if taken.exists():
+        raise error
+    try:
+        with transaction.atomic():
+            shift.save()
+    except IntegrityError:
+        raise error from None
+
+
+def create_shift(
+    *,
+    site: Site,
+    name: str,
+    days: int,
+    start: time,
+    end: time,
+    actor: str,
+    now: datetime | None = None,
+) -> Shift:
+    """Add a shift pattern at a site.
+
+    ``days`` is the weekday bit mask (bit 0 = Monday). Refused (``ValidationError``): a name
+    taken at the site, no days, a start equal to the end.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        shift = Shift(site=site, name=name, days=days, start=start, end=end)
+        _save_shift(shift)
+        audit.record("shift.created", actor=actor, subject=shift, data=_shift_data(shift), at=now)
+    return shift
+
+
+def update_shift(
+    shift: Shift, *, actor: str, now: datetime | None = None, **changes: object
+) -> Shift:
+    """Change a shift pattern; everyone assigned to it follows the new times from now on."""
+    unknown = set(changes) - set(SHIFT_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a shift field: {', '.join(sorted(unknown))}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        shift = Shift.objects.select_for_update().select_related("site").get(pk=shift.pk)
+        before = _shift_data(shift)
+        for name, value in changes.items():
+            setattr(shift, name, value.strip() if isinstance(value, str) else value)
+        after = _shift_data(shift)
+        changed = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+        if changed:
+            _save_shift(shift)
+            audit.record("shift.updated", actor=actor, subject=shift, data=changed, at=now)
+    return shift
+
+
+def delete_shift(shift: Shift, *, actor: str, now: datetime | None = None) -> None:
+    """Remove a shift pattern nobody works any more.
+
+    Refused (``ValidationError``) while an assignment to it is current or still to come:
+    deleting would silently take those people's access away, so HR ends or moves them first.
+    Assignments that ended before today go with the pattern; the audit log keeps them.
+    """
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    with transaction.atomic():
+        # Locking the row holds off a concurrent assignment (its foreign key needs the row).
+        shift = Shift.objects.select_for_update().get(pk=shift.pk)
+        current = shift.assignments.exclude(valid_until__lt=today).count()
+        if current:
+            raise ValidationError(
+                f"{current} assignment(s) to {shift.name} are current or still to come; "
+                "end them before deleting the shift."
+            )
+        data = {**_shift_data(shift), "past_assignments": shift.assignments.count()}
+        audit.record("shift.deleted", actor=actor, subject=shift, data=data, at=now)
+        shift.delete()
+
+
 # --- Shift assignments ---
 
 
@@ -811,6 +913,136 @@ def end_shift_assignment(
             assignment.save(update_fields=["valid_until"])
             audit.record("shift.ended", actor=actor, subject=assignment, data=data, at=now)
     return assignment
+
+
+# --- Access rules ---
+
+ACCESS_RULE_FIELDS = (
+    "name",
+    "is_active",
+    "require_shift",
+    "grace_before_minutes",
+    "grace_after_minutes",
+    "max_concurrent",
+)
+# The rule's many-to-many links, each with what the audit log names its members by.
+ACCESS_RULE_LINKS: dict[str, str] = {
+    "departments": "name",
+    "groups": "name",
+    "employees": "employee_number",
+    "asset_types": "code",
+    "sites": "name",
+    "banks": "code",
+}
+
+
+def _rule_data(rule: AccessRule) -> dict[str, object]:
+    data: dict[str, object] = {name: getattr(rule, name) for name in ACCESS_RULE_FIELDS}
+    for link, label in ACCESS_RULE_LINKS.items():
+        data[link] = sorted(str(v) for v in getattr(rule, link).values_list(label, flat=True))
+    return data
+
+
+def _save_rule(rule: AccessRule, links: Mapping[str, Any]) -> None:
+    """Validate, save and link; a taken name is a field error, whoever wins a race."""
+    rule.name = rule.name.strip()
+    if "asset_types" in links and not list(links["asset_types"]):
+        raise ValidationError({"asset_types": "Name at least one asset type."})
+    rule.full_clean(validate_unique=False)
+    error = ValidationError({"name": f"An access rule called {rule.name!r} exists already."})
+    if AccessRule.objects.filter(name=rule.name).exclude(pk=rule.pk).exists():
+        raise error
+    try:
+        with transaction.atomic():
+            rule.save()
+    except IntegrityError:
+        raise error from None
+    for link, members in links.items():
+        getattr(rule, link).set(list(members))
+
+
+def create_access_rule(
+    *,
+    name: str,
+    asset_types: Iterable[AssetType],
+    actor: str,
+    departments: Iterable[Department] = (),
+    groups: Iterable[EmployeeGroup] = (),
+    employees: Iterable[Employee] = (),
+    sites: Iterable[Site] = (),
+    banks: Iterable[LockerBank] = (),
+    is_active: bool = True,
+    require_shift: bool = True,
+    grace_before_minutes: int = 15,
+    grace_after_minutes: int = 15,
+    max_concurrent: int = 1,
+    now: datetime | None = None,
+) -> AccessRule:
+    """Say who (departments, groups, named employees) may take which asset types, where (sites,
+    banks; neither means everywhere) and when. Takes effect at the next tap."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rule = AccessRule(
+            name=name,
+            is_active=is_active,
+            require_shift=require_shift,
+            grace_before_minutes=grace_before_minutes,
+            grace_after_minutes=grace_after_minutes,
+            max_concurrent=max_concurrent,
+        )
+        _save_rule(
+            rule,
+            {
+                "departments": departments,
+                "groups": groups,
+                "employees": employees,
+                "asset_types": asset_types,
+                "sites": sites,
+                "banks": banks,
+            },
+        )
+        audit.record(
+            "access_rule.created", actor=actor, subject=rule, data=_rule_data(rule), at=now
+        )
+    return rule
+
+
+def update_access_rule(
+    rule: AccessRule, *, actor: str, now: datetime | None = None, **changes: object
+) -> AccessRule:
+    """Change a rule; a list given for a link (``departments``, ``banks``…) replaces it whole.
+
+    ``is_active=False`` pauses the rule without losing it. Takes effect at the next tap.
+    """
+    unknown = set(changes) - set(ACCESS_RULE_FIELDS) - set(ACCESS_RULE_LINKS)
+    if unknown:
+        raise ValueError(f"Not an access rule field: {', '.join(sorted(unknown))}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        rule = AccessRule.objects.select_for_update().get(pk=rule.pk)
+        before = _rule_data(rule)
+        links = {k: v for k, v in changes.items() if k in ACCESS_RULE_LINKS}
+        for name, value in changes.items():
+            if name in ACCESS_RULE_FIELDS:
+                setattr(rule, name, value)
+        _save_rule(rule, links)
+        after = _rule_data(rule)
+        changed = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+        if changed:
+            audit.record("access_rule.updated", actor=actor, subject=rule, data=changed, at=now)
+    return rule
+
+
+def delete_access_rule(rule: AccessRule, *, actor: str, now: datetime | None = None) -> None:
+    """Remove a rule for good; the audit log keeps what it said. Pausing is
+    ``update_access_rule(rule, is_active=False)``."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rule = AccessRule.objects.select_for_update().get(pk=rule.pk)
+        audit.record(
+            "access_rule.deleted", actor=actor, subject=rule, data=_rule_data(rule), at=now
+        )
+        rule.delete()
 
 
 # --- API keys ---

@@ -1,7 +1,9 @@
 """REST API for people and access: employees, badges, shifts, assignments, rules, access events.
 
-HR reads and writes people, badges and assignments; supervisors read them. Access events are
-for supervisors and facility managers. Every write is one call into ``access.actions``.
+HR reads and writes people, badges, shift patterns and assignments; supervisors read them.
+Access rules are written by whoever holds the ``access.*_accessrule`` permissions. Access
+events are for supervisors and facility managers. Every write is one call into
+``access.actions``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from rest_framework.response import Response
 
 from access import actions
 from access.models import (
+    WEEKDAYS,
     AccessEvent,
     AccessRule,
     Badge,
     Department,
     Employee,
+    EmployeeGroup,
     Shift,
     ShiftAssignment,
 )
-from devices.models import Site
+from assets.models import AssetType
+from devices.models import LockerBank, Site
 from lockerhub.rest import ActionPermission, action_errors, actor_for_request
 
 # --- Serializers ---
@@ -127,11 +132,32 @@ class BadgePinSerializer(serializers.Serializer):
     pin = serializers.CharField(allow_null=True, help_text="4-8 digits; null clears the PIN")
 
 
+class WeekdaysField(serializers.ListField):
+    """The days a shift starts on, as ``["Mon", "Tue", …]``; stored as a bit mask."""
+
+    child = serializers.ChoiceField(choices=WEEKDAYS)
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("allow_empty", False)
+        super().__init__(**kwargs)
+
+    def to_representation(self, data: int) -> list[str]:
+        return [day for i, day in enumerate(WEEKDAYS) if data & (1 << i)]
+
+    def to_internal_value(self, data: object) -> int:
+        days = super().to_internal_value(data)
+        return sum({1 << WEEKDAYS.index(day) for day in days})
+
+
 class ShiftSerializer(serializers.ModelSerializer):
+    days = WeekdaysField(help_text='The days the shift starts on, e.g. ["Mon", "Tue"].')
+
     class Meta:
         model = Shift
         fields = ["id", "site", "name", "days", "days_display", "start", "end", "crosses_midnight"]
-        read_only_fields = fields
+        read_only_fields = ["days_display", "crosses_midnight"]
+        # A name taken at the site is the action's to refuse, inside its transaction.
+        validators: list = []
 
 
 class ShiftAssignmentSerializer(serializers.ModelSerializer):
@@ -141,10 +167,24 @@ class ShiftAssignmentSerializer(serializers.ModelSerializer):
 
 
 class AccessRuleSerializer(serializers.ModelSerializer):
-    departments = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    asset_types = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
-    banks = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    departments = serializers.SlugRelatedField(
+        slug_field="name", many=True, queryset=Department.objects.all(), required=False
+    )
+    groups = serializers.SlugRelatedField(
+        slug_field="name", many=True, queryset=EmployeeGroup.objects.all(), required=False
+    )
+    employees = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Employee.objects.all(), required=False
+    )
+    asset_types = serializers.SlugRelatedField(
+        slug_field="code", many=True, queryset=AssetType.objects.all(), allow_empty=False
+    )
+    sites = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Site.objects.all(), required=False
+    )
+    banks = serializers.SlugRelatedField(
+        slug_field="code", many=True, queryset=LockerBank.objects.all(), required=False
+    )
 
     class Meta:
         model = AccessRule
@@ -163,7 +203,16 @@ class AccessRuleSerializer(serializers.ModelSerializer):
             "grace_after_minutes",
             "max_concurrent",
         ]
-        read_only_fields = fields
+        extra_kwargs = {
+            # A taken name is the action's to refuse, inside its transaction.
+            "name": {"validators": []},
+            # A badge decision looks one day either side of now for a shift, so a longer grace
+            # would silently not work.
+            "grace_before_minutes": {"max_value": 24 * 60},
+            "grace_after_minutes": {"max_value": 24 * 60},
+            # The column's own limit, so PostgreSQL never refuses what validated here.
+            "max_concurrent": {"max_value": 32767},
+        }
 
 
 class AccessEventSerializer(serializers.ModelSerializer):
@@ -317,14 +366,38 @@ class BadgeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(BadgeSerializer(badge).data)
 
 
-class ShiftViewSet(viewsets.ReadOnlyModelViewSet):
-    """Shift patterns (kept in the admin)."""
+class ShiftViewSet(viewsets.ModelViewSet):
+    """Shift patterns: HR creates and changes them; people follow a change from their next shift.
+
+    Deleting a pattern that someone is still (or will be) assigned to is refused with a 400:
+    it would silently end their access, so HR ends or moves those assignments first
+    (``DELETE /api/shift-assignments/{id}/``). Assignments that ended before today go with it.
+    """
 
     serializer_class = ShiftSerializer
     permission_classes = [ActionPermission]
-    action_perms = {"read": "access.view_shift"}
+    action_perms = {
+        "read": "access.view_shift",
+        "create": "access.add_shift",
+        "update": "access.change_shift",
+        "partial_update": "access.change_shift",
+        "destroy": "access.delete_shift",
+    }
     queryset = Shift.objects.all()
     filterset_fields = ["site", "name"]
+
+    def perform_create(self, serializer: ShiftSerializer) -> None:
+        serializer.instance = actions.create_shift(
+            actor=actor_for_request(self.request), **serializer.validated_data
+        )
+
+    def perform_update(self, serializer: ShiftSerializer) -> None:
+        serializer.instance = actions.update_shift(
+            serializer.instance, actor=actor_for_request(self.request), **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Shift) -> None:
+        actions.delete_shift(instance, actor=actor_for_request(self.request))
 
 
 class ShiftAssignmentViewSet(
@@ -360,16 +433,44 @@ class ShiftAssignmentViewSet(
         actions.end_shift_assignment(instance, actor=actor_for_request(self.request))
 
 
-class AccessRuleViewSet(viewsets.ReadOnlyModelViewSet):
-    """Who may take what, where and when (kept in the admin)."""
+class AccessRuleViewSet(viewsets.ModelViewSet):
+    """Who may take what, where and when. Departments and groups are named, asset types and
+    banks go by code, employees and sites by id; a list sent on update replaces the old one.
+
+    ``is_active: false`` pauses a rule; DELETE removes it (the audit log keeps what it said).
+    Changes hold from the next badge tap.
+    """
 
     serializer_class = AccessRuleSerializer
     permission_classes = [ActionPermission]
-    action_perms = {"read": "access.view_accessrule"}
-    queryset = AccessRule.objects.prefetch_related(
-        "departments", "groups", "employees", "asset_types", "sites", "banks"
-    )
+    action_perms = {
+        "read": "access.view_accessrule",
+        "create": "access.add_accessrule",
+        "update": "access.change_accessrule",
+        "partial_update": "access.change_accessrule",
+        "destroy": "access.delete_accessrule",
+    }
     filterset_fields = ["is_active"]
+
+    def get_queryset(self) -> QuerySet[AccessRule]:
+        return AccessRule.objects.prefetch_related(
+            "departments", "groups", "employees", "asset_types", "sites", "banks"
+        )
+
+    def perform_create(self, serializer: AccessRuleSerializer) -> None:
+        rule = actions.create_access_rule(
+            actor=actor_for_request(self.request), **serializer.validated_data
+        )
+        serializer.instance = self.get_queryset().get(pk=rule.pk)
+
+    def perform_update(self, serializer: AccessRuleSerializer) -> None:
+        rule = actions.update_access_rule(
+            serializer.instance, actor=actor_for_request(self.request), **serializer.validated_data
+        )
+        serializer.instance = self.get_queryset().get(pk=rule.pk)
+
+    def perform_destroy(self, instance: AccessRule) -> None:
+        actions.delete_access_rule(instance, actor=actor_for_request(self.request))
 
 
 class AccessEventViewSet(viewsets.ReadOnlyModelViewSet):

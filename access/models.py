@@ -201,6 +201,11 @@ class Shift(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.start:%H:%M}–{self.end:%H:%M} {self.days_display})"
 
+    def clean(self) -> None:
+        # Equal times would read as a 24-hour shift, which is almost always a typing slip.
+        if self.start is not None and self.start == self.end:
+            raise ValidationError({"end": "A shift ends at a different time than it starts."})
+
     @property
     def crosses_midnight(self) -> bool:
         return self.end <= self.start

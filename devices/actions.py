@@ -11,10 +11,10 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -23,7 +23,7 @@ from assets import actions as asset_actions
 from assets.models import Reservation
 from devices.models import Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
-from lockerhub.actions import raise_alert
+from lockerhub.actions import do_resolve_gone, raise_alert
 from lockerhub.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def record_slot_state(
                     f"Charge fault at {bank.code} door {number}",
                     now=at,
                     bank=bank,
+                    slot=slot,
                     site_id=bank.site_id,
                 )
         if change.changed:
@@ -125,19 +126,28 @@ def _door_opened(slot: Slot, at: datetime, actor: str, change: SlotChange) -> No
         )
         raise_alert(
             Alert.Kind.DOOR_FORCED,
-            f"door-forced:{bank.code}:{slot.number}:{at:%Y%m%d%H%M}",
+            # The worker's clock may carry any zone: key on UTC so a replay raises it once.
+            f"door-forced:{bank.code}:{slot.number}:{at.astimezone(UTC):%Y%m%d%H%M}",
             f"Door {slot.number} at {bank.code} opened without an unlock",
             severity=Alert.Severity.CRITICAL,
             now=at,
             bank=bank,
+            slot=slot,
             site_id=bank.site_id,
         )
 
 
 def remote_open(
-    slot: Slot, *, user: AbstractBaseUser, reason: str, now: datetime | None = None
+    slot: Slot,
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    reason: str,
+    actor: str | None = None,
+    now: datetime | None = None,
 ) -> Reservation:
-    """A supervisor opens a door from the dashboard. A reason is mandatory and audited."""
+    """A supervisor opens a door from the dashboard or through the API. A reason is mandatory
+    and audited; an API key's caller is named by ``actor`` (``audit.caller``)."""
+    requested_by, actor = audit.caller(user, actor)
     reason = reason.strip()
     if len(reason) < 3:
         raise ValueError("Say why the door is opened remotely.")
@@ -149,7 +159,7 @@ def remote_open(
         reservation = Reservation.objects.create(
             slot=slot,
             purpose=Reservation.Purpose.REMOTE,
-            requested_by=user,
+            requested_by=requested_by,
             reason=reason[:200],
             created_at=now,
             expires_at=now + asset_actions.reservation_timeout(),
@@ -157,7 +167,7 @@ def remote_open(
         )
         audit.record(
             "slot.remote_open",
-            actor=audit.actor_for_user(user),
+            actor=actor,
             subject=slot,
             data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]},
             at=now,
@@ -210,6 +220,13 @@ def record_heartbeat(bank: LockerBank, at: datetime) -> bool:
         if not came_online:
             LockerBank.objects.filter(pk=bank.pk).update(last_heartbeat_at=at)
         else:
+            # Resolved now rather than at the next fault sweep, so no one chases a bank that is
+            # already back.
+            do_resolve_gone(
+                Alert.objects.filter(kind=Alert.Kind.BANK_OFFLINE, bank_id=bank.pk),
+                now=at,
+                reason="back online",
+            )
             audit.record("bank.online", actor=audit.actor_for_bank(bank.code), subject=bank, at=at)
             events.broadcast(
                 events.bank_group(bank.code), "bank.status", {"bank": bank.code, "online": True}
@@ -338,15 +355,20 @@ def apply_worker_event(
     is applied exactly once even when the worker replays it after a lost acknowledgement.
     """
     with transaction.atomic():
-        locked = LockerBank.objects.select_for_update().get(pk=bank.pk)
-        if seq <= locked.last_event_seq:
+        # One statement both claims the sequence number and takes the bank's row lock, which
+        # is held to commit: events of one bank are applied one at a time, in order.
+        claimed = LockerBank.objects.filter(pk=bank.pk, last_event_seq__lt=seq).update(
+            last_event_seq=seq
+        )
+        if not claimed:
             return False, None
-        if seq > locked.last_event_seq + 1:
+        if seq > bank.last_event_seq + 1:
+            # bank.last_event_seq is the caller's copy; a gap is worth a look, not a refusal.
             logger.warning(
-                "bank %s: events %d-%d never arrived", bank.code, locked.last_event_seq + 1, seq - 1
+                "bank %s: events %d-%d never arrived", bank.code, bank.last_event_seq + 1, seq - 1
             )
-        result = apply(locked)
-        LockerBank.objects.filter(pk=bank.pk).update(last_event_seq=seq)
+        result = apply(bank)
+    bank.last_event_seq = seq
     return True, result
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from lockerhub import audit, events
@@ -153,14 +153,39 @@ def resolve_alerts(
         return len(alerts)
 
 
+def do_resolve_gone(alerts: QuerySet[Alert], *, now: datetime, reason: str) -> int:
+    """Resolve, as the system, the open alerts of ``alerts`` whose cause the caller just saw go
+    away (an item returned, a bank back online). Returns how many were resolved.
+
+    Must run inside the caller's transaction, ideally before the caller's own audit record:
+    the sweeps lock alert rows before the audit chain's head, and taking them in the other
+    order could deadlock with one.
+    """
+    locked = list(alerts.open().select_for_update(of=("self",)).select_related("bank", "slot"))
+    for alert in locked:
+        do_resolve(alert, now=now, actor=audit.SYSTEM, reason=reason)
+    return len(locked)
+
+
 def do_resolve(
-    alert: Alert, *, now: datetime, actor: str, user: AbstractBaseUser | None = None
+    alert: Alert,
+    *,
+    now: datetime,
+    actor: str,
+    user: AbstractBaseUser | None = None,
+    reason: str | None = None,
 ) -> None:
     """Resolve a locked, open alert. Must run inside the caller's transaction."""
     alert.resolved_at = now
     alert.resolved_by = user
     alert.save(update_fields=["resolved_at", "resolved_by"])
-    audit.record("alert.resolved", actor=actor, subject=alert, at=now)
+    audit.record(
+        "alert.resolved",
+        actor=actor,
+        subject=alert,
+        data={"reason": reason} if reason else None,
+        at=now,
+    )
     _notify(alert, "alert.resolved", [], now, None)
     _broadcast(alert, "alert.changed", change="resolved")
 
@@ -168,7 +193,7 @@ def do_resolve(
 # --- What people do with an alert ---
 
 
-def check_can_manage(user: AbstractBaseUser) -> None:
+def check_can_manage(user: AbstractBaseUser | AnonymousUser) -> None:
     """Refuse anyone without ``lockerhub.acknowledge_alert`` (the Supervisors group has it)."""
     if not user.is_authenticated or not user.has_perm("lockerhub.acknowledge_alert"):
         raise PermissionDenied("You may not acknowledge, snooze or resolve alerts.")
@@ -186,41 +211,55 @@ def _locked_open(alert: Alert) -> Alert:
 
 
 def acknowledge_alert(
-    alert: Alert, *, user: AbstractBaseUser, now: datetime | None = None
+    alert: Alert,
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    actor: str | None = None,
+    now: datetime | None = None,
 ) -> Alert:
-    """Someone is on it: the alert stays open but escalates no further. Repeating it changes nothing."""
+    """Someone is on it: the alert stays open but escalates no further. Repeating it changes nothing.
+
+    ``user`` may be an API key's caller; then ``actor`` names the key (``audit.caller``).
+    """
     check_can_manage(user)
+    stored_user, actor = audit.caller(user, actor)
     now = now or timezone.now()
     with transaction.atomic():
         alert = _locked_open(alert)
         if alert.acknowledged_at is not None:
             return alert
         alert.acknowledged_at = now
-        alert.acknowledged_by = user
+        alert.acknowledged_by = stored_user
         alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
-        audit.record("alert.acknowledged", actor=audit.actor_for_user(user), subject=alert, at=now)
+        audit.record("alert.acknowledged", actor=actor, subject=alert, at=now)
         _notify(alert, "alert.acknowledged", [], now, None)
         _broadcast(alert, "alert.changed", change="acknowledged")
     return alert
 
 
 def snooze_alert(
-    alert: Alert, *, user: AbstractBaseUser, until: datetime, now: datetime | None = None
+    alert: Alert,
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    until: datetime,
+    actor: str | None = None,
+    now: datetime | None = None,
 ) -> Alert:
     """Quiet an alert until ``until`` (at most a week ahead): no escalation, no new e-mail."""
     check_can_manage(user)
+    _, actor = audit.caller(user, actor)
     now = now or timezone.now()
     if until.tzinfo is None:
-        raise ValidationError("A snooze needs a time with its time zone.")
+        raise ValidationError({"until": "A snooze needs a time with its time zone."})
     if not now < until <= now + MAX_SNOOZE:
-        raise ValidationError("Snooze until a time in the next 7 days.")
+        raise ValidationError({"until": "Snooze until a time in the next 7 days."})
     with transaction.atomic():
         alert = _locked_open(alert)
         alert.snoozed_until = until
         alert.save(update_fields=["snoozed_until"])
         audit.record(
             "alert.snoozed",
-            actor=audit.actor_for_user(user),
+            actor=actor,
             subject=alert,
             data={"until": until},
             at=now,
@@ -229,13 +268,21 @@ def snooze_alert(
     return alert
 
 
-def resolve_alert(alert: Alert, *, user: AbstractBaseUser, now: datetime | None = None) -> Alert:
-    """A person closes the alert. A cause that persists is raised again after its cooldown."""
+def resolve_alert(
+    alert: Alert,
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> Alert:
+    """A person (or an integration's key) closes the alert. A cause that persists is raised
+    again after its cooldown."""
     check_can_manage(user)
+    stored_user, actor = audit.caller(user, actor)
     now = now or timezone.now()
     with transaction.atomic():
         alert = _locked_open(alert)
-        do_resolve(alert, now=now, actor=audit.actor_for_user(user), user=user)
+        do_resolve(alert, now=now, actor=actor, user=stored_user)
     return alert
 
 

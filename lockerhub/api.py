@@ -7,8 +7,11 @@ holds them, so no API key can read the audit log or mint another key.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import django_filters
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -17,6 +20,7 @@ from rest_framework.response import Response
 
 from access import actions as access_actions
 from access.models import ApiKey
+from lockerhub import actions as alert_actions
 from lockerhub.models import Alert, AuditEvent
 from lockerhub.rest import ActionPermission, actor_for_request
 
@@ -35,12 +39,37 @@ class AlertSerializer(serializers.ModelSerializer):
             "site",
             "bank",
             "employee",
+            "state",
             "opened_at",
             "acknowledged_at",
+            "acknowledged_by",
+            "snoozed_until",
             "resolved_at",
+            "resolved_by",
             "escalation_level",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "acknowledged_by": {"help_text": "The user who acknowledged; null for an API key."},
+            "resolved_by": {"help_text": "The user who resolved; null for a key or the system."},
+        }
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """A date and time that must carry its UTC offset: a bare local time is ambiguous."""
+
+    default_error_messages = {
+        "naive": "Give the time with its UTC offset, e.g. 2026-03-11T18:00:00+01:00."
+    }
+
+    def enforce_timezone(self, value: datetime) -> datetime:
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return super().enforce_timezone(value)
+
+
+class AlertSnoozeSerializer(serializers.Serializer):
+    until = AwareDateTimeField(help_text="Quiet until then; at most 7 days ahead.")
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -94,14 +123,57 @@ class AlertFilter(django_filters.FilterSet):
 
 
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
-    """Alerts, newest first; ``open=true`` for the unresolved ones."""
+    """Alerts, newest first; ``open=true`` for the unresolved ones.
+
+    Supervisors acknowledge (no further escalation), snooze (no escalation or e-mail until a
+    time) and resolve them. A resolved alert refuses all three with a 400.
+    """
 
     serializer_class = AlertSerializer
     permission_classes = [ActionPermission]
-    action_perms = {"read": "lockerhub.view_alert"}
-    queryset = Alert.objects.select_related("bank")
+    action_perms = {
+        "read": "lockerhub.view_alert",
+        "acknowledge": "lockerhub.acknowledge_alert",
+        "snooze": "lockerhub.acknowledge_alert",
+        "resolve": "lockerhub.acknowledge_alert",
+    }
     filterset_class = AlertFilter
     ordering_fields = ["opened_at", "severity"]
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        return Alert.objects.visible_to(self.request.user).select_related("bank")
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        """Someone is on it: the alert stays open and escalates no further. Repeating is harmless."""
+        alert = alert_actions.acknowledge_alert(
+            self.get_object(), user=request.user, actor=actor_for_request(request)
+        )
+        return Response(AlertSerializer(alert).data)
+
+    @extend_schema(request=AlertSnoozeSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def snooze(self, request: Request, pk: str | None = None) -> Response:
+        """No escalation and no e-mail until ``until`` (at most 7 days ahead)."""
+        form = AlertSnoozeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        alert = alert_actions.snooze_alert(
+            self.get_object(),
+            user=request.user,
+            until=form.validated_data["until"],
+            actor=actor_for_request(request),
+        )
+        return Response(AlertSerializer(alert).data)
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        """Close the alert. A cause that persists is raised again after its cooldown."""
+        alert = alert_actions.resolve_alert(
+            self.get_object(), user=request.user, actor=actor_for_request(request)
+        )
+        return Response(AlertSerializer(alert).data)
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):

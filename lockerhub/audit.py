@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -25,6 +25,22 @@ def actor_for_user(user: AbstractBaseUser) -> str:
 
 def actor_for_bank(code: str) -> str:
     return f"bank:{code}"
+
+
+def caller(
+    user: AbstractBaseUser | AnonymousUser, actor: str | None = None
+) -> tuple[AbstractBaseUser | None, str]:
+    """The database user to store in a ``*_by`` column, and the actor to audit.
+
+    An API key is no database user: the row names nobody and the audit log names the key, so
+    whoever calls on a key's behalf passes ``actor`` (``lockerhub.rest.actor_for_request``).
+    """
+    stored = user if isinstance(user, AbstractBaseUser) else None
+    if actor is None:
+        if stored is None:
+            raise TypeError("A caller that is not a database user needs an explicit actor.")
+        actor = actor_for_user(stored)
+    return stored, actor
 
 
 def record(
