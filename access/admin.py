@@ -1,8 +1,8 @@
 """Admin for people, badges, shifts and access rules, and the read-only access log.
 
-Status changes that matter (offboarding, revoking a badge, marking it lost) and issuing a badge
-go through ``access.actions`` so they are audited and take effect everywhere; the status
-fields themselves are read-only in the forms.
+Status changes that matter (offboarding, revoking a badge, marking it lost), issuing a badge
+and every write of shift patterns and access rules go through ``access.actions`` so they are
+audited and take effect everywhere; the status fields themselves are read-only in the forms.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as confirm_and_delete_selected
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from access import actions
 from access.models import (
@@ -31,7 +34,7 @@ from access.models import (
     normalize_uid,
 )
 from lockerhub import audit
-from lockerhub.admin import ReadOnlyHistoryAdmin
+from lockerhub.admin import ReadOnlyHistoryAdmin, adopt_saved
 
 # --- Badges ---
 
@@ -404,6 +407,60 @@ class ShiftAdmin(admin.ModelAdmin):
     search_fields = ["name", "site__name"]
     list_select_related = ["site"]
     ordering = ["site__name", "start"]
+    actions = ["delete_selected"]
+
+    def save_model(self, request: HttpRequest, obj: Shift, form: ShiftForm, change: bool) -> None:
+        actor = audit.actor_for_user(request.user)
+        if change:
+            changes = {
+                name: form.cleaned_data[name]
+                for name in form.changed_data
+                if name in actions.SHIFT_FIELDS
+            }
+            saved = actions.update_shift(obj, actor=actor, **changes)
+        else:
+            fields = {name: form.cleaned_data[name] for name in actions.SHIFT_FIELDS}
+            saved = actions.create_shift(actor=actor, **fields)
+        adopt_saved(obj, saved)
+
+    def delete_model(self, request: HttpRequest, obj: Shift) -> None:
+        actions.delete_shift(obj, actor=audit.actor_for_user(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Shift]) -> None:
+        actor = audit.actor_for_user(request.user)
+        for shift in queryset.order_by("pk"):
+            actions.delete_shift(shift, actor=actor)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The view's transaction has already been rolled back (its log entry too) when a
+        # refusal arrives here: say why on the shift's page instead of failing.
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ValidationError as refusal:
+            self.message_user(request, " ".join(refusal.messages), messages.ERROR)
+            opts = self.opts
+            return HttpResponseRedirect(
+                reverse(
+                    f"admin:{opts.app_label}_{opts.model_name}_change",
+                    args=[object_id],
+                    current_app=self.admin_site.name,
+                )
+            )
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[Shift]
+    ) -> HttpResponse | None:
+        # All or nothing: one shift someone still works keeps every selected shift (and the
+        # deletion log entries) as they were.
+        try:
+            with transaction.atomic():
+                return confirm_and_delete_selected(self, request, queryset)
+        except ValidationError as refusal:
+            self.message_user(request, " ".join(refusal.messages), messages.ERROR)
+            return None
 
     @admin.display(description="Days")
     def days_display(self, obj: Shift) -> str:
@@ -472,6 +529,35 @@ class AccessRuleAdmin(admin.ModelAdmin):
             .prefetch_related("departments", "groups", "asset_types", "sites", "banks")
             .annotate(employee_count=Count("employees", distinct=True))
         )
+
+    def save_model(
+        self, request: HttpRequest, obj: AccessRule, form: forms.ModelForm, change: bool
+    ) -> None:
+        actor = audit.actor_for_user(request.user)
+        names = (*actions.ACCESS_RULE_FIELDS, *actions.ACCESS_RULE_LINKS)
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in names}
+            saved = actions.update_access_rule(obj, actor=actor, **changes)
+        else:
+            saved = actions.create_access_rule(
+                actor=actor, **{name: form.cleaned_data[name] for name in names}
+            )
+        adopt_saved(obj, saved)
+
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: list, change: bool
+    ) -> None:
+        # The action has set the rule's links; form.save_m2m() would write them again, unaudited.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: AccessRule) -> None:
+        actions.delete_access_rule(obj, actor=audit.actor_for_user(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AccessRule]) -> None:
+        actor = audit.actor_for_user(request.user)
+        for rule in queryset.order_by("pk"):
+            actions.delete_access_rule(rule, actor=actor)
 
     @admin.display(description="Who")
     def who(self, obj: AccessRule) -> str:

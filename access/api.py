@@ -1,9 +1,8 @@
 """REST API for people and access: employees, badges, shifts, assignments, rules, access events.
 
-HR reads and writes people, badges, shift patterns and assignments; supervisors read them.
-Access rules are written by whoever holds the ``access.*_accessrule`` permissions. Access
-events are for supervisors and facility managers. Every write is one call into
-``access.actions``.
+HR reads and writes people, badges, shift patterns, assignments and access rules; supervisors
+read all but the rules. Access events are for supervisors and facility managers. Every write
+is one call into ``access.actions``.
 """
 
 from __future__ import annotations

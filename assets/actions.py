@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -97,6 +98,14 @@ def do_reserve_take(
             .select_related("asset__asset_type", "bank")
             .get(pk=slot_id)
         )
+        if slot.asset_id is not None:
+            # The join above read the asset as it was when this statement began; a retirement
+            # committed while we waited for the slot is seen only by locking the asset itself.
+            slot.asset.status = (
+                Asset.objects.select_for_update()
+                .values_list("status", flat=True)
+                .get(pk=slot.asset_id)
+            )
         if not _still_dispensable(slot, asset_type_ids):
             continue
         shift_end_at = shift_end_by_type[slot.asset.asset_type_id]
@@ -416,3 +425,223 @@ def command_failed(command_id: str, detail: str, *, at: datetime, actor: str) ->
             data={"command": command_id, "detail": detail[:200]},
         )
     return reservation
+
+
+# --- The fleet: registering, changing, maintaining and retiring devices ---
+
+ASSET_FIELDS = ("asset_tag", "serial_number", "asset_type", "notes")
+# A device arrives ready to lend, or goes to be set up first.
+NEW_ASSET_STATUSES = (Asset.Status.AVAILABLE, Asset.Status.MAINTENANCE)
+# The statuses a person sets, and what the audit log calls each change. "Checked out" is not
+# among them: only the take and return flow sets and clears it.
+STATUS_ACTIONS: dict[str, str] = {
+    Asset.Status.AVAILABLE: "asset.back_in_service",
+    Asset.Status.MAINTENANCE: "asset.maintenance",
+    Asset.Status.LOST: "asset.lost",
+    Asset.Status.RETIRED: "asset.retired",
+}
+
+
+def _asset_data(asset: Asset) -> dict[str, object]:
+    return {
+        "asset_tag": asset.asset_tag,
+        "serial_number": asset.serial_number,
+        "asset_type": asset.asset_type.code,
+        "notes": asset.notes,
+    }
+
+
+def _on_loan(asset: Asset) -> bool:
+    return (
+        asset.status == Asset.Status.CHECKED_OUT
+        or Checkout.objects.open().filter(asset=asset).exists()
+    )
+
+
+def _save_asset(asset: Asset) -> None:
+    """Validate and save; a taken tag is a field error, whoever wins a race."""
+    asset.asset_tag = asset.asset_tag.strip()
+    asset.serial_number = asset.serial_number.strip()
+    # The tag's uniqueness is checked below with a clearer message than Django's.
+    asset.full_clean(validate_unique=False)
+    error = ValidationError({"asset_tag": f"An asset tagged {asset.asset_tag!r} exists already."})
+    if Asset.objects.filter(asset_tag=asset.asset_tag).exclude(pk=asset.pk).exists():
+        raise error
+    try:
+        with transaction.atomic():
+            asset.save()
+    except IntegrityError:
+        raise error from None
+
+
+def register_asset(
+    *,
+    asset_tag: str,
+    asset_type: AssetType,
+    actor: str,
+    serial_number: str = "",
+    notes: str = "",
+    status: str = Asset.Status.AVAILABLE,
+    now: datetime | None = None,
+) -> Asset:
+    """Add a device to the fleet, available or in maintenance while it is set up.
+
+    Refused (``ValidationError``): a tag already taken, any other status. Which slot holds it
+    is not this action's business: that is where the device physically is.
+    """
+    if status not in NEW_ASSET_STATUSES:
+        raise ValidationError({"status": "A new asset starts available or in maintenance."})
+    now = now or timezone.now()
+    with transaction.atomic():
+        asset = Asset(
+            asset_tag=asset_tag,
+            asset_type=asset_type,
+            serial_number=serial_number,
+            notes=notes,
+            status=status,
+        )
+        _save_asset(asset)
+        audit.record(
+            "asset.registered",
+            actor=actor,
+            subject=asset,
+            data={**_asset_data(asset), "status": asset.status},
+            at=now,
+        )
+    return asset
+
+
+def check_update_asset(asset: Asset, changes: Mapping[str, object]) -> None:
+    """Refuse what ``update_asset`` may not change on ``asset`` now.
+
+    ``ValueError`` for a field it never changes (the status has actions of its own);
+    ``ValidationError`` for a new type while the device is lent or being taken, since the loan
+    was granted, and its due time set, for the old one.
+    """
+    unknown = set(changes) - set(ASSET_FIELDS)
+    if "status" in unknown:
+        raise ValueError("An asset's status changes through set_asset_status or retire_asset.")
+    if unknown:
+        raise ValueError(f"Not an asset field: {', '.join(sorted(unknown))}")
+    new_type = changes.get("asset_type")
+    if isinstance(new_type, AssetType) and new_type.pk != asset.asset_type_id and _on_loan(asset):
+        raise ValidationError(
+            {"asset_type": f"{asset.asset_tag} is on loan; change its type once it is back."}
+        )
+
+
+def update_asset(
+    asset: Asset, *, actor: str, now: datetime | None = None, **changes: object
+) -> Asset:
+    """Change a device's tag, serial number, type or notes; never its status."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        asset = Asset.objects.select_for_update().get(pk=asset.pk)
+        check_update_asset(asset, changes)
+        before = _asset_data(asset)
+        for name, value in changes.items():
+            setattr(asset, name, value)
+        _save_asset(asset)
+        after = _asset_data(asset)
+        changed = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+        if changed:
+            audit.record("asset.updated", actor=actor, subject=asset, data=changed, at=now)
+    return asset
+
+
+def check_status_change(asset: Asset, status: str, reason: str = "") -> None:
+    """Refuse (``ValidationError``) a status a person may not give ``asset`` now.
+
+    A device that is out, or being taken from a bank right now, keeps its status until the
+    take or return flow is done with it. Taking one out of circulation needs a reason.
+    """
+    if status == Asset.Status.CHECKED_OUT:
+        raise ValidationError({"status": "Only the take and return flow checks assets out."})
+    if status not in STATUS_ACTIONS:
+        raise ValidationError({"status": f"{status!r} is not an asset status."})
+    if status == asset.status:
+        return
+    if _on_loan(asset):
+        raise ValidationError(
+            f"{asset.asset_tag} is checked out or being taken from a bank; "
+            "its status can change once it is back."
+        )
+    if status != Asset.Status.AVAILABLE and len(reason.strip()) < 3:
+        raise ValidationError({"reason": "Say why the asset leaves circulation."})
+
+
+def _set_status(
+    asset: Asset,
+    status: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime | None,
+    only_from: tuple[str, ...] = (),
+) -> Asset:
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Lock the device's slot first, as a take does: a take already under way commits its
+        # checkout before we look for one.
+        list(Slot.objects.select_for_update().filter(asset_id=asset.pk).values_list("pk"))
+        asset = Asset.objects.select_for_update().get(pk=asset.pk)
+        if asset.status == status:
+            return asset
+        if only_from and asset.status not in only_from:
+            raise ValidationError(
+                f"{asset.asset_tag} is {asset.get_status_display().lower()}, "
+                f"not {' or '.join(Asset.Status(s).label.lower() for s in only_from)}."
+            )
+        check_status_change(asset, status, reason)
+        before = asset.status
+        asset.status = status
+        asset.save(update_fields=["status"])
+        audit.record(
+            STATUS_ACTIONS[status],
+            actor=actor,
+            subject=asset,
+            data={"asset_tag": asset.asset_tag, "from": before, "reason": reason.strip()[:200]},
+            at=now,
+        )
+    return asset
+
+
+def set_asset_status(
+    asset: Asset, status: str, *, actor: str, reason: str = "", now: datetime | None = None
+) -> Asset:
+    """Put a device back in service, into maintenance, or mark it lost or retired.
+
+    Refused (``ValidationError``) as ``check_status_change`` says. Giving it the status it
+    has changes nothing.
+    """
+    return _set_status(asset, status, actor=actor, reason=reason, now=now)
+
+
+def retire_asset(asset: Asset, *, actor: str, reason: str, now: datetime | None = None) -> Asset:
+    """Take a device out of the fleet for good; the audit log keeps why."""
+    return _set_status(asset, Asset.Status.RETIRED, actor=actor, reason=reason, now=now)
+
+
+def set_maintenance(
+    asset: Asset,
+    *,
+    in_maintenance: bool,
+    actor: str,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Asset:
+    """Send a device to maintenance (with a reason) or bring it back into service.
+
+    Only a device in maintenance comes back this way: a lost or retired one is not
+    silently put back into circulation.
+    """
+    if in_maintenance:
+        return _set_status(asset, Asset.Status.MAINTENANCE, actor=actor, reason=reason, now=now)
+    return _set_status(
+        asset,
+        Asset.Status.AVAILABLE,
+        actor=actor,
+        reason=reason,
+        now=now,
+        only_from=(Asset.Status.MAINTENANCE,),
+    )

@@ -1,5 +1,6 @@
 """Admin for asset types, assets, and the checkout/reservation history.
 
+Assets are registered and changed through ``assets.actions`` so every change is audited.
 Checkouts and reservations are history written by the take/return flow (``assets.actions``):
 they can be viewed and searched here, never added, edited or deleted.
 """
@@ -10,12 +11,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from assets import actions
 from assets.models import Asset, AssetType, Checkout, Reservation
-from lockerhub.admin import ReadOnlyHistoryAdmin
+from lockerhub import audit
+from lockerhub.admin import ReadOnlyHistoryAdmin, adopt_saved
 
 
 @admin.register(AssetType)
@@ -34,14 +38,80 @@ class AssetTypeAdmin(admin.ModelAdmin):
         return obj.asset_count
 
 
+class AssetForm(forms.ModelForm):
+    """Refuses here, as form errors, what the actions would refuse on saving."""
+
+    status_reason = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Reason",
+        help_text="Why the status changes (needed to take a device out of circulation); "
+        "kept in the audit log.",
+    )
+
+    class Meta:
+        model = Asset
+        fields = ["asset_tag", "serial_number", "asset_type", "status", "notes"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # The instance still holds the stored row here; the form's values land on it later.
+        asset = self.instance
+        if asset.pk is None:
+            return cleaned  # the add form offers only the statuses a new asset may start in
+        try:
+            changes = {
+                name: cleaned[name]
+                for name in self.changed_data
+                if name in actions.ASSET_FIELDS and name in cleaned
+            }
+            actions.check_update_asset(asset, changes)
+            if "status" in self.changed_data and cleaned.get("status"):
+                actions.check_status_change(
+                    asset, cleaned["status"], cleaned.get("status_reason", "")
+                )
+        except ValidationError as error:
+            if hasattr(error, "error_dict") and "reason" in error.error_dict:
+                error = ValidationError({"status_reason": error.error_dict["reason"]})
+            self.add_error(None, error)
+        return cleaned
+
+
 @admin.register(Asset)
 class AssetAdmin(admin.ModelAdmin):
+    form = AssetForm
     list_display = ["asset_tag", "asset_type", "status", "serial_number", "location"]
     list_filter = ["status", "asset_type", "slot__bank"]
     search_fields = ["asset_tag", "serial_number", "notes"]
     list_select_related = ["asset_type", "slot__bank"]
     ordering = ["asset_tag"]
-    fields = ["asset_tag", "serial_number", "asset_type", "status", "notes", "location"]
+    fields = [
+        "asset_tag",
+        "serial_number",
+        "asset_type",
+        "status",
+        "status_reason",
+        "notes",
+        "location",
+    ]
+
+    def get_fields(self, request: HttpRequest, obj: Asset | None = None) -> list[str]:
+        if obj is None:
+            # Registered available or in maintenance; no slot holds it yet.
+            return ["asset_tag", "serial_number", "asset_type", "status", "notes"]
+        if obj.status == Asset.Status.CHECKED_OUT:
+            return [f for f in self.fields if f != "status_reason"]
+        return self.fields
+
+    def get_form(
+        self, request: HttpRequest, obj: Asset | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            form.base_fields["status"].choices = [
+                c for c in Asset.Status.choices if c[0] in actions.NEW_ASSET_STATUSES
+            ]
+        return form
 
     def get_readonly_fields(self, request: HttpRequest, obj: Asset | None = None) -> list[str]:
         # "Checked out" is set and cleared only by the take/return flow; while a device is out
@@ -49,6 +119,22 @@ class AssetAdmin(admin.ModelAdmin):
         if obj is not None and obj.status == Asset.Status.CHECKED_OUT:
             return ["status", "location"]
         return ["location"]
+
+    def save_model(self, request: HttpRequest, obj: Asset, form: AssetForm, change: bool) -> None:
+        actor = audit.actor_for_user(request.user)
+        data = form.cleaned_data
+        if not change:
+            saved = actions.register_asset(
+                actor=actor, status=data["status"], **{f: data[f] for f in actions.ASSET_FIELDS}
+            )
+        else:
+            changes = {f: data[f] for f in form.changed_data if f in actions.ASSET_FIELDS}
+            saved = actions.update_asset(obj, actor=actor, **changes) if changes else obj
+            if "status" in form.changed_data:
+                saved = actions.set_asset_status(
+                    obj, data["status"], actor=actor, reason=data["status_reason"]
+                )
+        adopt_saved(obj, saved)
 
     def formfield_for_choice_field(
         self, db_field: Any, request: HttpRequest, **kwargs: Any

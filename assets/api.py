@@ -1,18 +1,25 @@
 """REST API for asset types, assets and checkouts.
 
-Staff with the role's view permission see every checkout; anyone else signed in sees only
-their own (the employee record linked to their account) and nothing else here.
+Facility managers register and change assets, send them to maintenance and retire them (an IT
+asset system keeps the fleet in step this way); every write is one call into
+``assets.actions``. Staff with the role's view permission see every checkout; anyone else
+signed in sees only their own (the employee record linked to their account) and nothing else
+here.
 """
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assets import actions
 from assets.models import Asset, AssetType, Checkout
-from lockerhub.rest import ActionPermission
+from lockerhub.rest import ActionPermission, action_errors, actor_for_request
 from lockerhub.roles import Role, has_role
 
 
@@ -24,12 +31,32 @@ class AssetTypeSerializer(serializers.ModelSerializer):
 
 
 class AssetSerializer(serializers.ModelSerializer):
-    asset_type = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    asset_type = serializers.SlugRelatedField(
+        slug_field="code", queryset=AssetType.objects.all(), help_text="The asset type's code."
+    )
 
     class Meta:
         model = Asset
-        fields = ["id", "asset_tag", "serial_number", "asset_type", "status"]
-        read_only_fields = fields
+        fields = ["id", "asset_tag", "serial_number", "asset_type", "status", "notes"]
+        read_only_fields = ["status"]
+        # A taken tag is the action's to refuse, inside its transaction.
+        extra_kwargs = {"asset_tag": {"validators": []}}
+
+
+class AssetRetireSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        min_length=3, max_length=200, help_text="Why the device leaves the fleet; audited."
+    )
+
+
+class AssetMaintenanceSerializer(serializers.Serializer):
+    in_maintenance = serializers.BooleanField()
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+    def validate(self, data: dict) -> dict:
+        if data["in_maintenance"] and len(data["reason"].strip()) < 3:
+            raise serializers.ValidationError({"reason": "Say why the asset goes to maintenance."})
+        return data
 
 
 class CheckoutSerializer(serializers.ModelSerializer):
@@ -64,15 +91,78 @@ class AssetTypeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = AssetType.objects.all()
 
 
-class AssetViewSet(viewsets.ReadOnlyModelViewSet):
-    """Devices by asset tag."""
+@extend_schema_view(
+    create=extend_schema(
+        summary="Register a device",
+        description="A new device starts available and is lent once it sits in a bank's slot.",
+    ),
+    partial_update=extend_schema(
+        summary="Change a device's tag, serial number, type or notes",
+        description="The status changes through /retire/ and /maintenance/. A device on "
+        "loan keeps its type until it is back.",
+    ),
+)
+class AssetViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Devices by asset tag. Devices are retired, never deleted: checkouts point at them."""
 
     serializer_class = AssetSerializer
     permission_classes = [ActionPermission]
-    action_perms = {"read": "assets.view_asset"}
+    action_perms = {
+        "read": "assets.view_asset",
+        "create": "assets.add_asset",
+        "partial_update": "assets.change_asset",
+        "retire": "assets.change_asset",
+        "maintenance": "assets.change_asset",
+    }
     queryset = Asset.objects.select_related("asset_type")
     filterset_fields = ["status", "asset_type__code"]
     search_fields = ["asset_tag", "serial_number"]
+
+    def perform_create(self, serializer: AssetSerializer) -> None:
+        with action_errors():
+            serializer.instance = actions.register_asset(
+                actor=actor_for_request(self.request), **serializer.validated_data
+            )
+
+    # PATCH only: a PUT would make an integration resend fields it does not mean to change.
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        form = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        form.is_valid(raise_exception=True)
+        with action_errors():
+            asset = actions.update_asset(
+                form.instance, actor=actor_for_request(request), **form.validated_data
+            )
+        return Response(self.get_serializer(asset).data)
+
+    @extend_schema(request=AssetRetireSerializer, responses=AssetSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request: Request, pk: str | None = None) -> Response:
+        """Take the device out of the fleet for good. Refused while it is out or being taken."""
+        form = AssetRetireSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        asset = actions.retire_asset(
+            self.get_object(), actor=actor_for_request(request), **form.validated_data
+        )
+        return Response(AssetSerializer(asset).data)
+
+    @extend_schema(request=AssetMaintenanceSerializer, responses=AssetSerializer)
+    @action(detail=True, methods=["post"])
+    def maintenance(self, request: Request, pk: str | None = None) -> Response:
+        """Send the device to maintenance (with a reason) or bring it back into service.
+
+        Refused while it is out or being taken; only a device in maintenance comes back.
+        """
+        form = AssetMaintenanceSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        asset = actions.set_maintenance(
+            self.get_object(), actor=actor_for_request(request), **form.validated_data
+        )
+        return Response(AssetSerializer(asset).data)
 
 
 class OwnCheckoutsPermission(ActionPermission):

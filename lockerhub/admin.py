@@ -8,13 +8,22 @@ it carries nothing a person needs, and ``verify_chain`` is the way to check the 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from lockerhub import actions, audit
 from lockerhub.models import Alert, AlertDelivery, AuditEvent, WebhookEndpoint
+
+
+def adopt_saved(obj: Model, saved: Model) -> None:
+    """Hand the row an action saved back to the admin's ``obj`` (redirects, log entries and
+    change messages use it)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from access.models import AccessRule, Shift
-from assets.models import Reservation
+from assets.models import Asset, Reservation
 from lockerhub.actions import raise_alert
 from lockerhub.models import Alert, AuditEvent
 from tests.api.conftest import key_client, session_client
@@ -114,6 +114,7 @@ def _fill(value: object, world: World, **more: int) -> object:
         "{slot}": str(world.slot(5).pk),
         "{site}": str(world.site.pk),
         "{rule}": str(world.rule.pk),
+        "{asset}": str(world.slot(1).asset_id),
         **{f"{{{name}}}": str(pk) for name, pk in more.items()},
     }
     if isinstance(value, dict):
@@ -143,9 +144,8 @@ def test_a_session_write_needs_the_csrf_token(world: World, hr_officer: User) ->
     assert "CSRF" in response.json()["error"]["message"]
 
 
-# Writes that change shifts, access rules, alerts and doors. Nobody but administrators holds
-# ``access.delete_shift`` or the ``access.*_accessrule`` permissions yet (lockerhub/roles.py),
-# so those are open to superusers only. "{...}" are filled in per test.
+# Writes that change shifts, access rules, assets, alerts and doors. "{...}" are filled in per
+# test.
 RULE_BODY = {
     "name": "Warehouse tablets",
     "asset_types": ["tablet"],
@@ -168,11 +168,27 @@ MORE_WRITES = [
         200,
     ),
     ("patch", "/api/shifts/{night}/", {"end": "05:30"}, {HR}, 200),
-    ("delete", "/api/shifts/{night}/", None, set(), 204),
-    ("post", "/api/access-rules/", RULE_BODY, set(), 201),
-    ("put", "/api/access-rules/{rule}/", RULE_BODY, set(), 200),
-    ("patch", "/api/access-rules/{rule}/", {"max_concurrent": 2}, set(), 200),
-    ("delete", "/api/access-rules/{rule}/", None, set(), 204),
+    ("delete", "/api/shifts/{night}/", None, {HR}, 204),
+    ("post", "/api/access-rules/", RULE_BODY, {HR}, 201),
+    ("put", "/api/access-rules/{rule}/", RULE_BODY, {HR}, 200),
+    ("patch", "/api/access-rules/{rule}/", {"max_concurrent": 2}, {HR}, 200),
+    ("delete", "/api/access-rules/{rule}/", None, {HR}, 204),
+    (
+        "post",
+        "/api/assets/",
+        {"asset_tag": "SC-9001", "asset_type": "scanner", "serial_number": "SN-9001"},
+        {FM},
+        201,
+    ),
+    ("patch", "/api/assets/{asset}/", {"serial_number": "SN-NEW"}, {SUP, FM}, 200),
+    ("post", "/api/assets/{asset}/retire/", {"reason": "Cracked housing"}, {SUP, FM}, 200),
+    (
+        "post",
+        "/api/assets/{asset}/maintenance/",
+        {"in_maintenance": True, "reason": "Battery swells"},
+        {SUP, FM},
+        200,
+    ),
     ("post", "/api/alerts/{alert}/acknowledge/", None, {SUP}, 200),
     ("post", "/api/alerts/{alert}/snooze/", {"until": "2026-03-11T12:00:00+01:00"}, {SUP}, 200),
     ("post", "/api/alerts/{alert}/resolve/", None, {SUP}, 200),
@@ -210,6 +226,11 @@ def _state() -> tuple[Any, ...]:
             for rule in rules
             for link in links
         ],
+        list(
+            Asset.objects.order_by("pk").values_list(
+                "asset_tag", "serial_number", "asset_type", "status", "notes"
+            )
+        ),
         list(Alert.objects.values_list("acknowledged_at", "snoozed_until", "resolved_at")),
         Reservation.objects.count(),
         AuditEvent.objects.count(),
