@@ -814,23 +814,14 @@ def assign_shift(
     valid_until: date | None = None,
     now: datetime | None = None,
 ) -> ShiftAssignment:
-    """Put someone on a shift pattern between two dates (inclusive)."""
+    """Put someone on a shift pattern between two dates (inclusive).
+
+    Refused (``ValidationError``) as ``check_shift_assignment`` says.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         employee = Employee.objects.select_for_update().get(pk=employee.pk)
-        if employee.status == Employee.Status.OFFBOARDED:
-            raise ValidationError({"employee": f"{employee} is offboarded."})
-        if valid_until is not None and valid_until < valid_from:
-            raise ValidationError({"valid_until": "The last day comes before the first."})
-        overlapping = (
-            ShiftAssignment.objects.filter(employee=employee, shift=shift)
-            .exclude(valid_until__lt=valid_from)
-            .exclude(**({"valid_from__gt": valid_until} if valid_until else {}))
-        )
-        if overlapping.exists():
-            raise ValidationError(
-                {"shift": f"{employee} is already on {shift.name} for some of these days."}
-            )
+        check_shift_assignment(employee, shift, valid_from, valid_until)
         assignment = ShiftAssignment.objects.create(
             employee=employee, shift=shift, valid_from=valid_from, valid_until=valid_until
         )
@@ -1088,3 +1079,104 @@ def revoke_api_key(key: ApiKey, *, actor: str, now: datetime | None = None) -> A
                 "api_key.revoked", actor=actor, subject=key, data={"prefix": key.prefix}, at=now
             )
     return key
+
+
+# --- Shift assignments: checks and changes ---
+
+
+class Keep(enum.Enum):
+    """An argument left out where None means something (an assignment without an end)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def check_shift_assignment(
+    employee: Employee,
+    shift: Shift,
+    valid_from: date,
+    valid_until: date | None,
+    *,
+    assignment: ShiftAssignment | None = None,
+) -> None:
+    """Refuse (``ValidationError``) putting ``employee`` on ``shift`` for these dates.
+
+    An offboarded person gets no shift, the last day may not come before the first, and
+    nobody is on the same shift twice on one day. ``assignment`` is the one being changed,
+    which does not count against itself. The actions call this with the employee locked;
+    forms call it beforehand to show refusals as field errors.
+    """
+    if employee.status == Employee.Status.OFFBOARDED:
+        raise ValidationError({"employee": f"{employee} is offboarded."})
+    if valid_until is not None and valid_until < valid_from:
+        raise ValidationError({"valid_until": "The last day comes before the first."})
+    if employee.pk is None or shift.pk is None:
+        return  # a person being added in the same form has no assignments yet
+    overlapping = (
+        ShiftAssignment.objects.filter(employee=employee, shift=shift)
+        .exclude(valid_until__lt=valid_from)
+        .exclude(**({"valid_from__gt": valid_until} if valid_until else {}))
+    )
+    if assignment is not None:
+        overlapping = overlapping.exclude(pk=assignment.pk)
+    if overlapping.exists():
+        raise ValidationError(
+            {"shift": f"{employee} is already on {shift.name} for some of these days."}
+        )
+
+
+def update_shift_assignment(
+    assignment: ShiftAssignment,
+    *,
+    actor: str,
+    valid_from: date | Keep = KEEP,
+    valid_until: date | Keep | None = KEEP,
+    now: datetime | None = None,
+) -> ShiftAssignment:
+    """Move an assignment's first or last day (``valid_until=None``: no end).
+
+    The person and the shift stay; working another shift is a new assignment. Refused
+    (``ValidationError``) as ``check_shift_assignment`` says. The same dates change nothing.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The employee first, as assign_shift locks it, so two changes for one person cannot
+        # both pass the overlap check.
+        employee = Employee.objects.select_for_update().get(pk=assignment.employee_id)
+        assignment = (
+            ShiftAssignment.objects.select_for_update(of=("self",))
+            .select_related("shift")
+            .get(pk=assignment.pk)
+        )
+        before = {"valid_from": assignment.valid_from, "valid_until": assignment.valid_until}
+        after = {
+            "valid_from": before["valid_from"] if valid_from is KEEP else valid_from,
+            "valid_until": before["valid_until"] if valid_until is KEEP else valid_until,
+        }
+        changed = {k: [_day(before[k]), _day(after[k])] for k in before if before[k] != after[k]}
+        if not changed:
+            return assignment
+        check_shift_assignment(
+            employee,
+            assignment.shift,
+            after["valid_from"],
+            after["valid_until"],
+            assignment=assignment,
+        )
+        assignment.valid_from = after["valid_from"]
+        assignment.valid_until = after["valid_until"]
+        assignment.save(update_fields=["valid_from", "valid_until"])
+        audit.record(
+            "shift.assignment_changed",
+            actor=actor,
+            subject=assignment,
+            data={"employee": employee.employee_number, "shift": assignment.shift.name, **changed},
+            at=now,
+        )
+    return assignment
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,8 +1,9 @@
 """Admin for people, badges, shifts and access rules, and the read-only access log.
 
 Status changes that matter (offboarding, revoking a badge, marking it lost), issuing a badge
-and every write of shift patterns and access rules go through ``access.actions`` so they are
-audited and take effect everywhere; the status fields themselves are read-only in the forms.
+and every write of shift patterns, shift assignments and access rules go through
+``access.actions`` so they are audited and take effect everywhere; the status fields
+themselves are read-only in the forms.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 
 from access import actions
 from access.models import (
@@ -34,7 +36,7 @@ from access.models import (
     normalize_uid,
 )
 from lockerhub import audit
-from lockerhub.admin import ReadOnlyHistoryAdmin, adopt_saved
+from lockerhub.admin import ReadOnlyHistoryAdmin, RefusalsAsMessagesAdmin, adopt_saved
 
 # --- Badges ---
 
@@ -154,8 +156,78 @@ class BadgeInline(admin.TabularInline):
         return super().has_add_permission(request, obj)
 
 
+class ShiftAssignmentForm(forms.ModelForm):
+    """Refuses here, as form errors, what the shift assignment actions would refuse on saving."""
+
+    class Meta:
+        model = ShiftAssignment
+        fields = ["employee", "shift", "valid_from", "valid_until"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # The instance still holds the stored row here; the form's values land on it later.
+        stored = self.instance
+        if stored.pk is not None:
+            if not self.has_changed():
+                return cleaned  # an untouched row of an offboarded person's page is fine
+            if {"employee", "shift"} & set(self.changed_data):
+                self.add_error(
+                    None,
+                    "An assignment keeps its person and shift: end this one and add another.",
+                )
+                return cleaned
+        employee = cleaned.get("employee") or (stored.employee if stored.employee_id else None)
+        shift = cleaned.get("shift") or (stored.shift if stored.shift_id else None)
+        valid_from = cleaned.get("valid_from")
+        if employee is None or shift is None or valid_from is None:
+            return cleaned  # already a field error
+        try:
+            actions.check_shift_assignment(
+                employee,
+                shift,
+                valid_from,
+                cleaned.get("valid_until"),
+                assignment=stored if stored.pk is not None else None,
+            )
+        except ValidationError as refusal:
+            # On the change page the person and the shift are shown, not form fields.
+            for field, errors in refusal.message_dict.items():
+                self.add_error(field if field in self.fields else None, errors)
+        return cleaned
+
+
+class ShiftAssignmentInlineFormSet(BaseInlineFormSet):
+    """Adds, changes and ends assignments through ``access.actions``, in the admin's name."""
+
+    def save_new(self, form: ShiftAssignmentForm, commit: bool = True) -> ShiftAssignment:
+        data = form.cleaned_data
+        return actions.assign_shift(
+            self.instance,
+            data["shift"],
+            valid_from=data["valid_from"],
+            valid_until=data["valid_until"],
+            actor=audit.actor_for_user(self.request.user),
+        )
+
+    def save_existing(
+        self, form: ShiftAssignmentForm, obj: ShiftAssignment, commit: bool = True
+    ) -> ShiftAssignment:
+        data = form.cleaned_data
+        return actions.update_shift_assignment(
+            obj,
+            actor=audit.actor_for_user(self.request.user),
+            valid_from=data["valid_from"],
+            valid_until=data["valid_until"],
+        )
+
+    def delete_existing(self, obj: ShiftAssignment, commit: bool = True) -> None:
+        actions.end_shift_assignment(obj, actor=audit.actor_for_user(self.request.user))
+
+
 class ShiftAssignmentInline(admin.TabularInline):
     model = ShiftAssignment
+    form = ShiftAssignmentForm
+    formset = ShiftAssignmentInlineFormSet
     extra = 0
     fields = ["shift", "valid_from", "valid_until"]
     autocomplete_fields = ["shift"]
@@ -163,6 +235,16 @@ class ShiftAssignmentInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ShiftAssignment]:
         return super().get_queryset(request).select_related("shift")
+
+    def get_formset(self, request: HttpRequest, obj: Employee | None = None, **kwargs: Any) -> type:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.request = request
+        return formset
+
+    def has_add_permission(self, request: HttpRequest, obj: Employee | None = None) -> bool:
+        if obj is not None and obj.status == Employee.Status.OFFBOARDED:
+            return False
+        return super().has_add_permission(request, obj)
 
 
 class BadgeActionForm(ActionForm):
@@ -301,7 +383,7 @@ class EmployeeGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(Employee)
-class EmployeeAdmin(admin.ModelAdmin):
+class EmployeeAdmin(RefusalsAsMessagesAdmin):
     list_display = [
         "employee_number",
         "last_name",
@@ -472,7 +554,14 @@ class ShiftAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShiftAssignment)
-class ShiftAssignmentAdmin(admin.ModelAdmin):
+class ShiftAssignmentAdmin(RefusalsAsMessagesAdmin):
+    """Assignments are made, moved and ended through ``access.actions``.
+
+    Deleting one that has started ends it yesterday instead: the days it was worked stay
+    on record, as they explain the access decisions made on them.
+    """
+
+    form = ShiftAssignmentForm
     list_display = ["employee", "shift", "site", "valid_from", "valid_until"]
     list_filter = ["shift__site", "shift"]
     search_fields = [
@@ -485,6 +574,73 @@ class ShiftAssignmentAdmin(admin.ModelAdmin):
     autocomplete_fields = ["employee", "shift"]
     date_hierarchy = "valid_from"
     ordering = ["employee__last_name", "employee__first_name", "-valid_from"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ShiftAssignment | None = None
+    ) -> list[str]:
+        # Another person or shift is another assignment; this one only moves its dates.
+        return ["employee", "shift"] if obj is not None else []
+
+    def save_model(
+        self, request: HttpRequest, obj: ShiftAssignment, form: ShiftAssignmentForm, change: bool
+    ) -> None:
+        actor = audit.actor_for_user(request.user)
+        data = form.cleaned_data
+        if change:
+            saved = actions.update_shift_assignment(
+                obj, actor=actor, valid_from=data["valid_from"], valid_until=data["valid_until"]
+            )
+        else:
+            saved = actions.assign_shift(
+                data["employee"],
+                data["shift"],
+                valid_from=data["valid_from"],
+                valid_until=data["valid_until"],
+                actor=actor,
+            )
+        adopt_saved(obj, saved)
+
+    def delete_model(self, request: HttpRequest, obj: ShiftAssignment) -> None:
+        actions.end_shift_assignment(obj, actor=audit.actor_for_user(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ShiftAssignment]) -> None:
+        actor = audit.actor_for_user(request.user)
+        kept = 0
+        for assignment in queryset.order_by("pk"):
+            kept += actions.end_shift_assignment(assignment, actor=actor) is not None
+        if kept:
+            self.message_user(
+                request,
+                f"{kept} of the selected assignments had started: they end no later than "
+                "yesterday and stay on record.",
+                messages.INFO,
+            )
+
+    def log_deletions(
+        self, request: HttpRequest, queryset: QuerySet[ShiftAssignment] | list[ShiftAssignment]
+    ) -> Any:
+        # Only the ones not yet started are removed; the admin's history says what happened.
+        today = timezone.localdate()
+        removed = [a for a in queryset if a.valid_from >= today]
+        for assignment in queryset:
+            if assignment.valid_from < today and (
+                assignment.valid_until is None or assignment.valid_until >= today
+            ):
+                self.log_change(request, assignment, "Ended yesterday instead of deleted.")
+        return super().log_deletions(request, removed) if removed else None
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        kept = ShiftAssignment.objects.filter(pk=obj_id).first()
+        if kept is None:
+            return super().response_delete(request, obj_display, obj_id)
+        self.message_user(
+            request,
+            f"{obj_display} had started, so it stays on record, ending {kept.valid_until}.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:access_shiftassignment_changelist", current_app=self.admin_site.name)
+        )
 
     @admin.display(description="Site", ordering="shift__site__name")
     def site(self, obj: ShiftAssignment) -> str:

@@ -136,6 +136,10 @@ class AssetAdmin(admin.ModelAdmin):
                 )
         adopt_saved(obj, saved)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Asset | None = None) -> bool:
+        # Assets are retired, never deleted: checkouts and the audit log refer to them.
+        return False
+
     def formfield_for_choice_field(
         self, db_field: Any, request: HttpRequest, **kwargs: Any
     ) -> forms.Field:

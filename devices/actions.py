@@ -1,4 +1,5 @@
-"""Every state change of banks and slots: sensor readings, remote opens, service flags.
+"""Every state change of banks and slots: sensor readings, remote opens, service flags, and
+devices put in or taken out by hand.
 
 Sensor readings arrive from the bank worker (devices/consumers.py) and are applied here with
 the slot row locked; the checkout transitions they trigger live in ``assets.actions``.
@@ -15,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from assets import actions as asset_actions
-from assets.models import Reservation
+from assets.models import Asset, Checkout, Reservation
 from devices.models import Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import do_resolve_gone, raise_alert
@@ -562,3 +564,99 @@ def report_damage_at_kiosk(
     if reservation is None:
         raise ValueError(f"No return in progress behind door {slot_number}.")
     return asset_actions.report_damage(reservation, note, actor=f"kiosk:{kiosk.pk}", now=now)
+
+
+# --- Stocking slots by hand ---
+
+
+def check_stock_slot(slot: Slot, asset: Asset) -> None:
+    """Refuse (``ValidationError``) recording that ``asset`` sits in ``slot``.
+
+    The slot must be empty (or hold this asset already) and not be in the middle of a take or
+    return; the asset must be in no other slot, not lent or being taken (it comes back through
+    a return), and not lost or retired (its status changes first). The action calls this with
+    both rows locked; forms call it beforehand to show refusals as field errors.
+    """
+    if slot.asset_id is not None and slot.asset_id != asset.pk:
+        raise ValidationError({"asset": f"{slot} holds {slot.asset}; empty it first."})
+    if asset.status in (Asset.Status.LOST, Asset.Status.RETIRED):
+        raise ValidationError(
+            {"asset": f"{asset} is {asset.get_status_display().lower()}; change its status first."}
+        )
+    on_loan = Checkout.objects.open().filter(asset=asset).exists()
+    if asset.status == Asset.Status.CHECKED_OUT or on_loan:
+        raise ValidationError(
+            {"asset": f"{asset} is checked out or being taken; it comes back through a return."}
+        )
+    elsewhere = Slot.objects.filter(asset=asset).exclude(pk=slot.pk).select_related("bank").first()
+    if elsewhere is not None:
+        raise ValidationError({"asset": f"{asset} is in {elsewhere}; empty that slot first."})
+    if slot.pk is not None and Reservation.objects.active().filter(slot=slot).exists():
+        raise ValidationError(f"{slot} is held for a take or return right now; try again later.")
+
+
+def stock_slot(slot: Slot, asset: Asset, *, actor: str, now: datetime | None = None) -> Slot:
+    """Record that someone put ``asset`` into ``slot`` by hand (a new device, one moved).
+
+    Refused (``ValidationError``) as ``check_stock_slot`` says. Stocking a slot with the
+    asset it holds changes nothing. The door and item sensors stay the bank's to report.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Slot, then asset, in the order a take locks them.
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank").get(pk=slot.pk)
+        asset = Asset.objects.select_for_update().get(pk=asset.pk)
+        if slot.asset_id == asset.pk:
+            return slot
+        check_stock_slot(slot, asset)
+        slot.asset = asset
+        try:
+            with transaction.atomic():
+                slot.save(update_fields=["asset"])
+        except IntegrityError:
+            # The one-to-one is the last word when another slot got the asset meanwhile.
+            raise ValidationError({"asset": f"{asset} was just put in another slot."}) from None
+        audit.record(
+            "slot.stocked",
+            actor=actor,
+            subject=slot,
+            data={"bank": slot.bank.code, "slot": slot.number, "asset": asset.asset_tag},
+            at=now,
+        )
+        asset_actions.broadcast_slot(slot)
+    return slot
+
+
+def check_empty_slot(slot: Slot) -> None:
+    """Refuse (``ValidationError``) emptying ``slot`` while a take or return is under way there."""
+    if Reservation.objects.active().filter(slot=slot).exists():
+        raise ValidationError(f"{slot} is held for a take or return right now; try again later.")
+
+
+def empty_slot(slot: Slot, *, actor: str, now: datetime | None = None) -> Slot:
+    """Record that someone took the asset out of ``slot`` by hand (for repair, to move it).
+
+    Refused (``ValidationError``) as ``check_empty_slot`` says. An empty slot stays as it is.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        slot = (
+            Slot.objects.select_for_update(of=("self",))
+            .select_related("bank", "asset")
+            .get(pk=slot.pk)
+        )
+        if slot.asset_id is None:
+            return slot
+        check_empty_slot(slot)
+        asset = slot.asset
+        slot.asset = None
+        slot.save(update_fields=["asset"])
+        audit.record(
+            "slot.emptied",
+            actor=actor,
+            subject=slot,
+            data={"bank": slot.bank.code, "slot": slot.number, "asset": asset.asset_tag},
+            at=now,
+        )
+        asset_actions.broadcast_slot(slot)
+    return slot

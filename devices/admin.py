@@ -1,21 +1,27 @@
 """Admin for sites, locker banks and slots.
 
 Sensor state (door, lock, presence, charge) is written by the bank worker and shown read-only;
-taking a slot out of service goes through ``devices.actions.set_out_of_service`` so it is
+taking a slot out of service goes through ``devices.actions.set_out_of_service``, and putting a
+device into a slot or taking it out through ``stock_slot`` and ``empty_slot``, so they are
 audited and broadcast like every other state change.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from devices import actions
 from devices.models import LockerBank, Site, Slot
 from lockerhub import audit
+from lockerhub.admin import RefusalsAsMessagesAdmin, adopt_saved
 
 SLOT_SENSOR_FIELDS = (
     "door_state",
@@ -26,6 +32,18 @@ SLOT_SENSOR_FIELDS = (
     "charge_state_since",
     "state_changed_at",
 )
+# Where a door is and what it fits: set up by hand. Everything else on a slot has an action.
+SLOT_LAYOUT_FIELDS = ("number", "board", "lock_index", "size", "has_charger")
+
+
+class SlotLayoutFormSet(BaseInlineFormSet):
+    def save_existing(self, form: forms.ModelForm, obj: Slot, commit: bool = True) -> Slot:
+        # Only what the form changed: a whole-row save would write back sensor readings the
+        # bank reported while the page was being saved.
+        changed = [name for name in form.changed_data if name in SLOT_LAYOUT_FIELDS]
+        if commit and changed:
+            obj.save(update_fields=changed)
+        return obj
 
 
 @admin.register(Site)
@@ -59,6 +77,7 @@ class SlotInline(admin.TabularInline):
     # The asset is stocked from the slot's own page (autocomplete); here it is shown only, so
     # a bank with many doors renders without one lookup per row.
     readonly_fields = ["asset", "out_of_service", "charge_state", "door_state"]
+    formset = SlotLayoutFormSet
     show_change_link = True
     ordering = ["number"]
 
@@ -113,8 +132,31 @@ class SlotActionForm(ActionForm):
     )
 
 
+class SlotForm(forms.ModelForm):
+    """Refuses here, as form errors, what stocking or emptying the slot would refuse on saving."""
+
+    class Meta:
+        model = Slot
+        fields = ["bank", *SLOT_LAYOUT_FIELDS, "asset"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "asset" not in self.changed_data or self.has_error("asset"):
+            return cleaned
+        # The instance still holds the stored row here; the form's values land on it later.
+        asset = cleaned.get("asset")
+        try:
+            if asset is not None:
+                actions.check_stock_slot(self.instance, asset)
+            elif self.instance.pk is not None:
+                actions.check_empty_slot(self.instance)
+        except ValidationError as refusal:
+            self.add_error(None, refusal)
+        return cleaned
+
+
 @admin.register(Slot)
-class SlotAdmin(admin.ModelAdmin):
+class SlotAdmin(RefusalsAsMessagesAdmin):
     list_display = [
         "__str__",
         "bank",
@@ -155,6 +197,7 @@ class SlotAdmin(admin.ModelAdmin):
         ("Service", {"fields": ["out_of_service", "out_of_service_reason"]}),
         ("Sensors (reported by the bank)", {"fields": list(SLOT_SENSOR_FIELDS)}),
     ]
+    form = SlotForm
     action_form = SlotActionForm
     actions = ["take_out_of_service", "put_back_in_service"]
 
@@ -163,6 +206,25 @@ class SlotAdmin(admin.ModelAdmin):
         if obj is not None:
             readonly.insert(0, "bank")  # a door does not move to another cabinet
         return readonly
+
+    def save_model(self, request: HttpRequest, obj: Slot, form: SlotForm, change: bool) -> None:
+        asset = form.cleaned_data.get("asset")
+        if change:
+            layout = [name for name in form.changed_data if name in SLOT_LAYOUT_FIELDS]
+            if layout:
+                # Not the whole row: the sensor readings are the bank's, and may have moved on.
+                obj.save(update_fields=layout)
+        else:
+            obj.asset = None  # stocked below, through the action
+            obj.save()
+        if "asset" not in form.changed_data:
+            return
+        actor = audit.actor_for_user(request.user)
+        if asset is not None:
+            saved = actions.stock_slot(obj, asset, actor=actor)
+        else:
+            saved = actions.empty_slot(obj, actor=actor)
+        adopt_saved(obj, saved)
 
     def has_set_slot_out_of_service_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("devices.set_slot_out_of_service")

@@ -7,9 +7,12 @@ it carries nothing a person needs, and ``verify_chain`` is the way to check the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
@@ -24,6 +27,51 @@ def adopt_saved(obj: Model, saved: Model) -> None:
         setattr(obj, field.attname, getattr(saved, field.attname))
     obj._state.adding = False
     obj._state.db = saved._state.db
+
+
+class RefusalsAsMessagesAdmin(admin.ModelAdmin):
+    """For admins that save and delete through the write layer.
+
+    Forms check what they can beforehand and show it as field errors. What only the action can
+    see, with its rows locked (another change won a race), arrives as ``ValidationError`` or
+    ``ValueError`` after the admin's transaction has been rolled back (its log entry too): it
+    is shown as an error message on the same page instead of a server error.
+    """
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except (ValidationError, ValueError) as refusal:
+            return self._refused(request, refusal)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except (ValidationError, ValueError) as refusal:
+            opts = self.opts
+            change = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change",
+                args=[object_id],
+                current_app=self.admin_site.name,
+            )
+            return self._refused(request, refusal, to=change)
+
+    def _refused(
+        self, request: HttpRequest, refusal: ValidationError | ValueError, *, to: str = ""
+    ) -> HttpResponse:
+        if request.method != "POST":
+            raise refusal  # only writes are refused; anything else is a fault to see
+        text = " ".join(refusal.messages) if isinstance(refusal, ValidationError) else str(refusal)
+        self.message_user(request, text, messages.ERROR)
+        return HttpResponseRedirect(to or request.get_full_path())
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):
