@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from access.models import (
@@ -40,6 +40,7 @@ from lockerhub import audit, events
 from lockerhub.actions import raise_alert
 from lockerhub.alerts import tap_key
 from lockerhub.models import Alert
+from lockerhub.writes import save_unique
 
 logger = logging.getLogger(__name__)
 
@@ -722,17 +723,14 @@ def _shift_data(shift: Shift) -> dict[str, object]:
 def _save_shift(shift: Shift) -> None:
     """Validate and save; a name taken at the site is a field error, whoever wins a race."""
     shift.name = shift.name.strip()
-    # The name constraint is checked below with a clearer message than Django's.
-    shift.full_clean(validate_unique=False, validate_constraints=False)
-    taken = Shift.objects.filter(site_id=shift.site_id, name=shift.name).exclude(pk=shift.pk)
-    error = ValidationError({"name": f"{shift.site} has a shift called {shift.name!r} already."})
-    if taken.exists():
-        raise error
-    try:
-        with transaction.atomic():
-            shift.save()
-    except IntegrityError:
-        raise error from None
+    save_unique(
+        shift,
+        Shift.objects.filter(site_id=shift.site_id, name=shift.name),
+        lambda: ValidationError(
+            {"name": f"{shift.site} has a shift called {shift.name!r} already."}
+        ),
+        validate_constraints=False,
+    )
 
 
 def create_shift(
@@ -939,15 +937,11 @@ def _save_rule(rule: AccessRule, links: Mapping[str, Any]) -> None:
     rule.name = rule.name.strip()
     if "asset_types" in links and not list(links["asset_types"]):
         raise ValidationError({"asset_types": "Name at least one asset type."})
-    rule.full_clean(validate_unique=False)
-    error = ValidationError({"name": f"An access rule called {rule.name!r} exists already."})
-    if AccessRule.objects.filter(name=rule.name).exclude(pk=rule.pk).exists():
-        raise error
-    try:
-        with transaction.atomic():
-            rule.save()
-    except IntegrityError:
-        raise error from None
+    save_unique(
+        rule,
+        AccessRule.objects.filter(name=rule.name),
+        lambda: ValidationError({"name": f"An access rule called {rule.name!r} exists already."}),
+    )
     for link, members in links.items():
         getattr(rule, link).set(list(members))
 

@@ -22,6 +22,7 @@ from devices.models import LockerBank, Slot
 from lockerhub import actions as alert_actions
 from lockerhub import audit, events
 from lockerhub.models import Alert
+from lockerhub.writes import save_unique
 
 logger = logging.getLogger(__name__)
 
@@ -451,27 +452,17 @@ def _asset_data(asset: Asset) -> dict[str, object]:
     }
 
 
-def _on_loan(asset: Asset) -> bool:
-    return (
-        asset.status == Asset.Status.CHECKED_OUT
-        or Checkout.objects.open().filter(asset=asset).exists()
-    )
-
-
 def _save_asset(asset: Asset) -> None:
     """Validate and save; a taken tag is a field error, whoever wins a race."""
     asset.asset_tag = asset.asset_tag.strip()
     asset.serial_number = asset.serial_number.strip()
-    # The tag's uniqueness is checked below with a clearer message than Django's.
-    asset.full_clean(validate_unique=False)
-    error = ValidationError({"asset_tag": f"An asset tagged {asset.asset_tag!r} exists already."})
-    if Asset.objects.filter(asset_tag=asset.asset_tag).exclude(pk=asset.pk).exists():
-        raise error
-    try:
-        with transaction.atomic():
-            asset.save()
-    except IntegrityError:
-        raise error from None
+    save_unique(
+        asset,
+        Asset.objects.filter(asset_tag=asset.asset_tag),
+        lambda: ValidationError(
+            {"asset_tag": f"An asset tagged {asset.asset_tag!r} exists already."}
+        ),
+    )
 
 
 def register_asset(
@@ -524,7 +515,11 @@ def check_update_asset(asset: Asset, changes: Mapping[str, object]) -> None:
     if unknown:
         raise ValueError(f"Not an asset field: {', '.join(sorted(unknown))}")
     new_type = changes.get("asset_type")
-    if isinstance(new_type, AssetType) and new_type.pk != asset.asset_type_id and _on_loan(asset):
+    if (
+        isinstance(new_type, AssetType)
+        and new_type.pk != asset.asset_type_id
+        and asset.is_on_loan()
+    ):
         raise ValidationError(
             {"asset_type": f"{asset.asset_tag} is on loan; change its type once it is back."}
         )
@@ -561,7 +556,7 @@ def check_status_change(asset: Asset, status: str, reason: str = "") -> None:
         raise ValidationError({"status": f"{status!r} is not an asset status."})
     if status == asset.status:
         return
-    if _on_loan(asset):
+    if asset.is_on_loan():
         raise ValidationError(
             f"{asset.asset_tag} is checked out or being taken from a bank; "
             "its status can change once it is back."

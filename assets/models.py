@@ -60,6 +60,13 @@ class Asset(models.Model):
     def __str__(self) -> str:
         return self.asset_tag
 
+    def is_on_loan(self) -> bool:
+        """Out with someone, or being taken from a bank right now (an open checkout)."""
+        return (
+            self.status == Asset.Status.CHECKED_OUT
+            or Checkout.objects.open().filter(asset=self).exists()
+        )
+
 
 class CheckoutQuerySet(models.QuerySet):
     def open(self) -> CheckoutQuerySet:

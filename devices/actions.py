@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from assets import actions as asset_actions
-from assets.models import Asset, Checkout, Reservation
+from assets.models import Asset, Reservation
 from devices.models import Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import do_resolve_gone, raise_alert
@@ -583,8 +583,7 @@ def check_stock_slot(slot: Slot, asset: Asset) -> None:
         raise ValidationError(
             {"asset": f"{asset} is {asset.get_status_display().lower()}; change its status first."}
         )
-    on_loan = Checkout.objects.open().filter(asset=asset).exists()
-    if asset.status == Asset.Status.CHECKED_OUT or on_loan:
+    if asset.is_on_loan():
         raise ValidationError(
             {"asset": f"{asset} is checked out or being taken; it comes back through a return."}
         )

@@ -79,12 +79,4 @@ async def send_outbox(outbox: Outbox) -> None:
 
 
 def send_now(group: str, message: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning(
-            "live event to %s not sent (channel layer unavailable)", group, exc_info=True
-        )
+    async_to_sync(send_outbox)([(group, message)])
