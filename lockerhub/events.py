@@ -79,4 +79,13 @@ async def send_outbox(outbox: Outbox) -> None:
 
 
 def send_now(group: str, message: dict[str, Any]) -> None:
-    async_to_sync(send_outbox)([(group, message)])
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        # Also when called from a thread running an event loop, where async_to_sync refuses.
+        logger.warning(
+            "live event to %s not sent (channel layer unavailable)", group, exc_info=True
+        )
