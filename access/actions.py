@@ -111,12 +111,11 @@ def present_badge(
     now = now or timezone.now()
     uid = normalize_uid(uid)
     actor = actor or audit.actor_for_bank(bank.code)
-    with transaction.atomic():
+    # No savepoint when nested (a bank worker's tap runs inside apply_worker_event): an error
+    # fails the whole event, and a savepoint would be two more round trips on every tap.
+    with transaction.atomic(savepoint=False):
         badge = _select_badge(uid, now)
         employee = badge.employee if badge else None
-        if employee is not None:
-            # Serialise taps of one person (two banks at once must not exceed the limit).
-            employee = Employee.objects.select_for_update().get(pk=employee.pk)
         try:
             reservation, reason = _decide(
                 bank, uid, badge, employee, now, intent, pin, damaged, damage_note
@@ -181,10 +180,16 @@ def _granted_message(reservation: Reservation, employee: Employee) -> str:
 
 
 def _select_badge(uid: str, now: datetime) -> Badge | None:
-    """The badge this UID stands for: the active one if any, otherwise the most recent."""
+    """The badge this UID stands for: the active one if any, otherwise the most recent.
+
+    Its holder's row is locked in the same statement, and read as it is once the lock is
+    granted: taps of one person are serialised (two banks at once must not exceed a limit),
+    and an offboarding that committed while this tap waited is seen.
+    """
     badges = list(
         Badge.objects.filter(uid=uid)
         .select_related("employee__department")
+        .select_for_update(of=("employee",))
         .order_by("-issued_at")[:5]
     )
     for badge in badges:

@@ -66,7 +66,9 @@ def record_slot_state(
     closes, so presence is applied after an opening and before a closing.
     """
     actor = actor or audit.actor_for_bank(bank.code)
-    with transaction.atomic():
+    # No savepoint when nested (the bank worker's events run inside apply_worker_event): an
+    # error here fails the whole event, and a savepoint would be two more round trips per event.
+    with transaction.atomic(savepoint=False):
         slot = _locked_slot(bank, number)
         change = SlotChange(slot, changed=False)
         if door_open is True and slot.door_state != Slot.DoorState.OPEN:

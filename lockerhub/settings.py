@@ -122,6 +122,16 @@ if DATABASE_URL:
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
+    else:
+        # Parameters bound by the server, and statements a connection runs again and again
+        # (every tap runs the same few dozen) prepared once: PostgreSQL then skips parsing
+        # and planning, about half its CPU per tap (docs/benchmarks.md). A transaction-mode
+        # pooler without prepared-statement support needs LOCKERHUB_DB_PREPARE_THRESHOLD=0.
+        threshold = env_int("LOCKERHUB_DB_PREPARE_THRESHOLD", 5, minimum=0)
+        DATABASES["default"]["OPTIONS"] = {
+            "server_side_binding": True,
+            "prepare_threshold": threshold or None,
+        }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

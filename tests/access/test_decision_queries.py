@@ -18,7 +18,7 @@ def test_a_granted_take_costs_a_fixed_number_of_queries(
         take(world.bank, world.ana_badge.uid, when)
         give_back(world.bank, world.ana_badge.uid, when + timedelta(hours=1))
 
-    with django_assert_max_num_queries(22) as captured:
+    with django_assert_max_num_queries(18) as captured:
         result = present_badge(world.bank, world.ana_badge.uid, now=WEDNESDAY_10AM)
 
     assert result.granted

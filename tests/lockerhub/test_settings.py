@@ -128,3 +128,26 @@ def test_bad_values_are_refused_with_a_clear_message(
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
+
+
+OPTIONS = "import django; django.setup(); from django.conf import settings; o = settings.DATABASES['default']['OPTIONS']; print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"), [(None, "True 5"), ("2", "True 2"), ("0", "True None")]
+)
+def test_postgresql_binds_on_the_server_and_prepares_repeated_statements(
+    tmp_path: Path, threshold: str | None, expected: str
+) -> None:
+    env = dict(PRODUCTION)
+    if threshold is not None:
+        env["LOCKERHUB_DB_PREPARE_THRESHOLD"] = threshold
+    result = run_django(OPTIONS, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_a_bad_prepare_threshold_is_refused(tmp_path: Path) -> None:
+    result = run_django(OPTIONS, {**PRODUCTION, "LOCKERHUB_DB_PREPARE_THRESHOLD": "-1"}, tmp_path)
+    assert result.returncode != 0
+    assert "LOCKERHUB_DB_PREPARE_THRESHOLD=-1 must be at least 0" in result.stderr
