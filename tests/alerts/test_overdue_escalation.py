@@ -190,7 +190,10 @@ def test_a_return_abandoned_at_the_door_leaves_the_alert_open(world: World, time
     assert not AuditEvent.objects.filter(action="alert.resolved").exists()
 
 
-def test_the_alert_and_the_return_commit_together(world: World, time_machine, monkeypatch) -> None:
+def test_the_alert_and_the_return_commit_together(
+    live_db, world: World, time_machine, monkeypatch
+) -> None:
+    # Committed for real (live_db): the failed return rolls back its whole transaction.
     record = audit.record
 
     def failing(action: str, **kwargs):
