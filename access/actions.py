@@ -501,7 +501,7 @@ def _end_assignments(employee: Employee, today: date) -> None:
     )
 
 
-# --- People (used by the API, SCIM and the CSV import) ---
+# --- People (used by the admin, the API, SCIM and the CSV import) ---
 
 EMPLOYEE_FIELDS = (
     "employee_number",
@@ -511,6 +511,8 @@ EMPLOYEE_FIELDS = (
     "department",
     "home_site",
     "external_id",
+    "supervisor",
+    "user",
 )
 
 
@@ -537,6 +539,18 @@ def _check_number_free(employee_number: str, exclude_pk: int | None = None) -> N
         )
 
 
+def _check_links(employee: Employee) -> None:
+    """Refuse (``ValidationError``) a supervisor who is the employee, or a web login that
+    belongs to another employee."""
+    if employee.pk is not None and employee.supervisor_id == employee.pk:
+        raise ValidationError({"supervisor": "Nobody is their own supervisor."})
+    if (
+        employee.user_id is not None
+        and Employee.objects.filter(user_id=employee.user_id).exclude(pk=employee.pk).exists()
+    ):
+        raise ValidationError({"user": "This login belongs to another employee already."})
+
+
 def create_employee(
     *,
     employee_number: str,
@@ -547,9 +561,12 @@ def create_employee(
     department: Department | str | None = None,
     home_site: Site | None = None,
     external_id: str = "",
+    supervisor: Employee | None = None,
+    user: AbstractBaseUser | None = None,
     now: datetime | None = None,
 ) -> Employee:
-    """Add an active employee. A taken employee number is refused (``ValidationError``)."""
+    """Add an active employee. A taken employee number is refused (``ValidationError``), as is
+    a web login another employee has."""
     now = now or timezone.now()
     with transaction.atomic():
         employee = Employee(
@@ -560,10 +577,13 @@ def create_employee(
             department=_department(department),
             home_site=home_site,
             external_id=external_id.strip(),
+            supervisor=supervisor,
+            user=user,
             created_at=now,
         )
         employee.full_clean(validate_unique=False)
         _check_number_free(employee.employee_number)
+        _check_links(employee)
         employee.save()
         audit.record(
             "employee.created",
@@ -611,6 +631,7 @@ def update_employee(
             employee.full_clean(validate_unique=False)
             if "employee_number" in changed:
                 _check_number_free(employee.employee_number, exclude_pk=employee.pk)
+            _check_links(employee)
             employee.save(update_fields=list(changed))
             audit.record("employee.updated", actor=actor, subject=employee, data=changed, at=now)
         if active is False and employee.status != Employee.Status.OFFBOARDED:

@@ -1,9 +1,10 @@
 """Admin for people, badges, shifts and access rules, and the read-only access log.
 
-Status changes that matter (offboarding, revoking a badge, marking it lost), issuing a badge
-and every write of shift patterns, shift assignments and access rules go through
-``access.actions`` so they are audited and take effect everywhere; the status fields
-themselves are read-only in the forms.
+Status changes that matter (offboarding, revoking a badge, marking it lost), issuing a badge,
+the employee record itself (the same actions SCIM, the API and the CSV import use) and every
+write of shift patterns, shift assignments and access rules go through ``access.actions`` so
+they are audited and take effect everywhere; the status fields themselves are read-only in
+the forms.
 """
 
 from __future__ import annotations
@@ -424,6 +425,24 @@ class EmployeeAdmin(RefusalsAsMessagesAdmin):
     @admin.display(description="Active badges", ordering="active_badge_count")
     def active_badges(self, obj: Employee) -> int:
         return obj.active_badge_count
+
+    def save_model(
+        self, request: HttpRequest, obj: Employee, form: forms.ModelForm, change: bool
+    ) -> None:
+        # The same actions SCIM, the API and the CSV import use; status changes have their own.
+        actor = audit.actor_for_user(request.user)
+        data = form.cleaned_data
+        if change:
+            changes = {
+                name: data[name] for name in form.changed_data if name in actions.EMPLOYEE_FIELDS
+            }
+            saved = actions.update_employee(obj, actor=actor, **changes) if changes else obj
+        else:
+            saved = actions.create_employee(
+                actor=actor,
+                **{name: data[name] for name in actions.EMPLOYEE_FIELDS if name in data},
+            )
+        adopt_saved(obj, saved)
 
     def has_delete_permission(self, request: HttpRequest, obj: Employee | None = None) -> bool:
         # People are offboarded, not deleted: their checkouts and access history stay.

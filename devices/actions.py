@@ -1,5 +1,5 @@
-"""Every state change of banks and slots: sensor readings, remote opens, service flags, and
-devices put in or taken out by hand.
+"""Every state change of banks and slots: sensor readings, remote opens, service flags,
+devices put in or taken out by hand, and banks and doors set up by hand.
 
 Sensor readings arrive from the bank worker (devices/consumers.py) and are applied here with
 the slot row locked; the checkout transitions they trigger live in ``assets.actions``.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -21,8 +21,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from access.models import AccessEvent
 from assets import actions as asset_actions
-from assets.models import Asset, Reservation
+from assets.models import Asset, Checkout, Reservation
 from devices.models import Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import do_resolve_gone, raise_alert
@@ -273,6 +274,10 @@ def mark_stale_banks_offline(now: datetime, *, after: timedelta) -> list[str]:
     return codes
 
 
+# 16 lock boards of 16 locks each: every address a KR-CU16 address byte can name.
+MAX_SLOTS = 256
+
+
 def rotate_token(bank: LockerBank, *, actor: str, now: datetime | None = None) -> str:
     """Give ``bank`` a new device token and return it (only its hash is kept). The old one stops working."""
     now = now or timezone.now()
@@ -293,12 +298,29 @@ def create_bank(
     name: str = "",
     protocol: str = LockerBank.Protocol.KERONG_CU16,
     chargers: bool = True,
+    location: str = "",
+    invert_hook: bool = False,
+    door_held_open_seconds: int | None = None,
     now: datetime | None = None,
 ) -> tuple[LockerBank, str]:
-    """Create a bank with ``slots`` doors (16 per board, lock 1 = index 0) and return it with its token."""
+    """Create a bank with ``slots`` doors (16 per board, lock 1 = index 0) and return it with its token.
+
+    Refused (``ValidationError``): a code already taken, more doors than 16 boards address.
+    """
+    if not 0 <= slots <= MAX_SLOTS:
+        raise ValidationError({"slots": f"A bank has 0 to {MAX_SLOTS} doors (16 boards of 16)."})
     now = now or timezone.now()
     with transaction.atomic():
-        bank = LockerBank(site=site, code=code, name=name or code, protocol=protocol)
+        bank = LockerBank(
+            site=site,
+            code=code,
+            name=name or code,
+            protocol=protocol,
+            location=location,
+            invert_hook=invert_hook,
+        )
+        if door_held_open_seconds is not None:
+            bank.door_held_open_seconds = door_held_open_seconds
         token = bank.new_token()
         bank.full_clean()
         bank.save()
@@ -661,3 +683,276 @@ def empty_slot(slot: Slot, *, actor: str, now: datetime | None = None) -> Slot:
         )
         asset_actions.broadcast_slot(slot)
     return slot
+
+
+# --- The layout of banks and slots, set up by hand (devices/admin.py) ---
+
+BANK_FIELDS = (
+    "site",
+    "code",
+    "name",
+    "location",
+    "protocol",
+    "invert_hook",
+    "door_held_open_seconds",
+)
+# Where a door is and what it fits. Everything else on a slot is the bank's to report or has
+# an action of its own (service, stocking).
+SLOT_LAYOUT_FIELDS = ("number", "board", "lock_index", "size", "has_charger")
+# What the worker finds a door by: a pending unlock command already carries it.
+SLOT_ADDRESS_FIELDS = ("number", "board", "lock_index")
+
+
+def _bank_data(bank: LockerBank) -> dict[str, object]:
+    return {name: bank.site.name if name == "site" else getattr(bank, name) for name in BANK_FIELDS}
+
+
+def _changes(before: Mapping[str, object], after: Mapping[str, object]) -> dict[str, list]:
+    """Old and new value of each field that changed, for the audit log."""
+    return {name: [before[name], after[name]] for name in before if before[name] != after[name]}
+
+
+def update_bank(
+    bank: LockerBank, *, actor: str, now: datetime | None = None, **changes: object
+) -> LockerBank:
+    """Change a bank's site, code, name, location, protocol or hardware settings.
+
+    The device token and what the bank reports (heartbeat, online) are not changed here.
+    Refused (``ValidationError``): a code another bank has, an invalid value.
+    """
+    unknown = set(changes) - set(BANK_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a bank setting: {', '.join(sorted(unknown))}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        bank = LockerBank.objects.select_for_update().select_related("site").get(pk=bank.pk)
+        before = _bank_data(bank)
+        for name, value in changes.items():
+            setattr(bank, name, value.strip() if isinstance(value, str) else value)
+        changed = _changes(before, _bank_data(bank))
+        if not changed:
+            return bank
+        bank.full_clean(validate_unique=False)
+        taken = ValidationError({"code": f"A bank {bank.code!r} exists already."})
+        if LockerBank.objects.filter(code=bank.code).exclude(pk=bank.pk).exists():
+            raise taken
+        try:
+            with transaction.atomic():
+                bank.save(update_fields=list(changed))
+        except IntegrityError:
+            raise taken from None  # another bank took the code meanwhile
+        audit.record(
+            "bank.updated",
+            actor=actor,
+            subject=bank,
+            data={"bank": before["code"], **changed},
+            at=now,
+        )
+    return bank
+
+
+def check_delete_bank(bank: LockerBank) -> None:
+    """Refuse (``ValidationError``) deleting a bank that holds devices or has history.
+
+    Takes, returns and badge taps at a bank stay on record (reports and investigations read
+    them), so only a bank that never served anyone can go.
+    """
+    holding = list(
+        Slot.objects.filter(bank=bank, asset__isnull=False)
+        .order_by("number")
+        .values_list("number", flat=True)
+    )
+    if holding:
+        doors = ", ".join(str(n) for n in holding)
+        raise ValidationError(
+            f"{bank.code} still holds devices behind door(s) {doors}: empty those slots first."
+        )
+    if (
+        Reservation.objects.filter(slot__bank=bank).exists()
+        or Checkout.objects.filter(Q(slot_out__bank=bank) | Q(slot_back__bank=bank)).exists()
+        or AccessEvent.objects.filter(bank=bank).exists()
+    ):
+        raise ValidationError(
+            f"{bank.code} has checkout, reservation or badge-tap history, which stays on "
+            "record: it cannot be deleted."
+        )
+
+
+def delete_bank(bank: LockerBank, *, actor: str, now: datetime | None = None) -> None:
+    """Remove a bank set up by mistake, with its slots and kiosks. Refused as
+    ``check_delete_bank`` says."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        bank = LockerBank.objects.select_for_update().select_related("site").get(pk=bank.pk)
+        # Slot rows first, as a take or a stocking locks them: none can start meanwhile.
+        slots = list(Slot.objects.select_for_update().filter(bank=bank).order_by("number"))
+        check_delete_bank(bank)
+        audit.record(
+            "bank.deleted",
+            actor=actor,
+            subject=bank,
+            data={**_bank_data(bank), "slots": len(slots)},
+            at=now,
+        )
+        bank.delete()
+
+
+def _slot_layout(slot: Slot) -> dict[str, object]:
+    return {name: getattr(slot, name) for name in SLOT_LAYOUT_FIELDS}
+
+
+def _slot_data(slot: Slot) -> dict[str, object]:
+    """A door as the audit log names it: bank and number, then the rest of its layout."""
+    layout = _slot_layout(slot)
+    return {"bank": slot.bank.code, "slot": layout.pop("number"), **layout}
+
+
+def _save_slot(slot: Slot, update_fields: list[str] | None = None) -> None:
+    """Validate and save a slot's layout (checked by ``check_slot_layout`` already); a race to
+    a door number or lock address is refused in words, whoever wins it."""
+    # Only the layout: the rest is the bank's to report (``present`` is None until it does)
+    # or has an action of its own.
+    others = [f.name for f in Slot._meta.fields if f.name not in SLOT_LAYOUT_FIELDS]
+    slot.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            slot.save(update_fields=update_fields)
+    except IntegrityError:
+        raise ValidationError(
+            f"Another door of {slot.bank.code} was just given that number or lock address."
+        ) from None
+
+
+def check_slot_layout(slot: Slot, changes: Mapping[str, object]) -> None:
+    """Refuse giving ``slot`` (a new one, or the stored row) the layout values in ``changes``.
+
+    ``ValueError`` for a field that is not layout. ``ValidationError`` for a door number or
+    lock address another door of the bank has, or a new one while a take or return is on its
+    way to this door (its unlock command names the old one). Forms call it beforehand to
+    show the refusal as a form error; the actions call it with the row locked.
+    """
+    unknown = set(changes) - set(SLOT_LAYOUT_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a slot layout field: {', '.join(sorted(unknown))}")
+    if not set(changes) & set(SLOT_ADDRESS_FIELDS):
+        return
+    if slot.pk is not None and Reservation.objects.active().filter(slot=slot).exists():
+        raise ValidationError(f"{slot} is held for a take or return right now; try again later.")
+    layout = {**_slot_layout(slot), **changes}
+    others = Slot.objects.filter(bank_id=slot.bank_id).exclude(pk=slot.pk)
+    if others.filter(number=layout["number"]).exists():
+        raise ValidationError(
+            {"number": f"{slot.bank.code} has a door {layout['number']} already."}
+        )
+    if others.filter(board=layout["board"], lock_index=layout["lock_index"]).exists():
+        raise ValidationError(
+            {
+                "lock_index": f"Board {layout['board']}, lock index {layout['lock_index']} is "
+                f"another door's at {slot.bank.code}."
+            }
+        )
+
+
+def add_slot(
+    bank: LockerBank,
+    *,
+    number: int,
+    board: int,
+    lock_index: int,
+    actor: str,
+    size: str = Slot.Size.SMALL,
+    has_charger: bool = True,
+    now: datetime | None = None,
+) -> Slot:
+    """Add a door to ``bank`` (empty; a device goes in through ``stock_slot``).
+
+    Refused (``ValidationError``) as ``check_slot_layout`` says, or for an address out of range.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        bank = LockerBank.objects.select_for_update().get(pk=bank.pk)
+        slot = Slot(
+            bank=bank,
+            number=number,
+            board=board,
+            lock_index=lock_index,
+            size=size,
+            has_charger=has_charger,
+            charge_state=Slot.ChargeState.UNKNOWN,
+            charge_state_since=now,
+            state_changed_at=now,
+        )
+        check_slot_layout(slot, _slot_layout(slot))
+        _save_slot(slot)
+        audit.record("slot.added", actor=actor, subject=slot, data=_slot_data(slot), at=now)
+    return slot
+
+
+def update_slot_layout(
+    slot: Slot, *, actor: str, now: datetime | None = None, **changes: object
+) -> Slot:
+    """Change where a door is (number, board, lock index) or what it fits (size, charger).
+
+    Only those fields are written: the sensor readings are the bank's and may move on
+    meanwhile. Refused as ``check_slot_layout`` says; no change, no audit.
+    """
+    unknown = set(changes) - set(SLOT_LAYOUT_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a slot layout field: {', '.join(sorted(unknown))}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank").get(pk=slot.pk)
+        new = {name: value for name, value in changes.items() if getattr(slot, name) != value}
+        if not new:
+            return slot
+        check_slot_layout(slot, new)
+        before = _slot_layout(slot)
+        for name, value in new.items():
+            setattr(slot, name, value)
+        changed = _changes(before, _slot_layout(slot))
+        _save_slot(slot, update_fields=list(changed))
+        audit.record(
+            "slot.layout_changed",
+            actor=actor,
+            subject=slot,
+            data={"bank": slot.bank.code, "slot": before["number"], **changed},
+            at=now,
+        )
+    return slot
+
+
+def check_delete_slot(slot: Slot) -> None:
+    """Refuse (``ValidationError``) deleting a slot that holds a device or has history."""
+    if slot.asset_id is not None:
+        raise ValidationError(
+            f"{slot} holds {slot.asset}: take the device out (empty the slot) before deleting it."
+        )
+    if (
+        Reservation.objects.filter(slot=slot).exists()
+        or Checkout.objects.filter(Q(slot_out=slot) | Q(slot_back=slot)).exists()
+    ):
+        raise ValidationError(
+            f"{slot} has take and return history, which stays on record: take it out of "
+            "service instead."
+        )
+
+
+def delete_slot(slot: Slot, *, actor: str, now: datetime | None = None) -> None:
+    """Remove an empty door that never served a take or return. Refused as
+    ``check_delete_slot`` says."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        slot = (
+            Slot.objects.select_for_update(of=("self",))
+            .select_related("bank", "asset")
+            .get(pk=slot.pk)
+        )
+        check_delete_slot(slot)
+        audit.record(
+            "slot.deleted",
+            actor=actor,
+            subject=slot,
+            data=_slot_data(slot),
+            at=now,
+        )
+        slot.delete()

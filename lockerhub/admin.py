@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as confirm_and_delete_selected
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
@@ -36,7 +39,28 @@ class RefusalsAsMessagesAdmin(admin.ModelAdmin):
     see, with its rows locked (another change won a race), arrives as ``ValidationError`` or
     ``ValueError`` after the admin's transaction has been rolled back (its log entry too): it
     is shown as an error message on the same page instead of a server error.
+
+    Deleting works the same way: ``check_delete`` says beforehand, on the object's page,
+    why it cannot go (the action checks again with its rows locked). Admins whose
+    ``delete_queryset`` goes through such an action list ``"delete_selected"`` in ``actions``
+    to get the all-or-nothing version below.
     """
+
+    def check_delete(self, obj: Any) -> None:
+        """Refuse (``ValidationError``) deleting ``obj``; nothing is refused unless overridden."""
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # All or nothing: one refused row keeps every selected row (and the deletion log
+        # entries) as they were.
+        try:
+            for obj in queryset:
+                self.check_delete(obj)
+            with transaction.atomic():
+                return confirm_and_delete_selected(self, request, queryset)
+        except (ValidationError, ValueError) as refusal:
+            self.message_user(request, self._refusal_text(refusal), messages.ERROR)
+            return None
 
     def changeform_view(
         self,
@@ -53,15 +77,23 @@ class RefusalsAsMessagesAdmin(admin.ModelAdmin):
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        opts = self.opts
+        change = reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_change",
+            args=[object_id],
+            current_app=self.admin_site.name,
+        )
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self.has_delete_permission(request, obj):
+            try:
+                self.check_delete(obj)
+            except ValidationError as refusal:
+                # Said before the confirmation page, not after it.
+                self.message_user(request, self._refusal_text(refusal), messages.ERROR)
+                return HttpResponseRedirect(change)
         try:
             return super().delete_view(request, object_id, extra_context)
         except (ValidationError, ValueError) as refusal:
-            opts = self.opts
-            change = reverse(
-                f"admin:{opts.app_label}_{opts.model_name}_change",
-                args=[object_id],
-                current_app=self.admin_site.name,
-            )
             return self._refused(request, refusal, to=change)
 
     def _refused(
@@ -69,9 +101,12 @@ class RefusalsAsMessagesAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         if request.method != "POST":
             raise refusal  # only writes are refused; anything else is a fault to see
-        text = " ".join(refusal.messages) if isinstance(refusal, ValidationError) else str(refusal)
-        self.message_user(request, text, messages.ERROR)
+        self.message_user(request, self._refusal_text(refusal), messages.ERROR)
         return HttpResponseRedirect(to or request.get_full_path())
+
+    @staticmethod
+    def _refusal_text(refusal: ValidationError | ValueError) -> str:
+        return " ".join(refusal.messages) if isinstance(refusal, ValidationError) else str(refusal)
 
 
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):

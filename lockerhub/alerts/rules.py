@@ -16,13 +16,13 @@ from django.db import transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from access.models import AccessEvent, Employee, Reason
+from access.models import AccessEvent, ApiKey, Employee, Reason
 from assets.models import Checkout, Reservation
 from devices.models import LockerBank, Slot
 from lockerhub import actions, audit
 from lockerhub.alerts import conf, enabled, minutes, tap_key
 from lockerhub.alerts.notify import Recipients
-from lockerhub.models import Alert
+from lockerhub.models import Alert, AuditEvent
 
 
 @dataclass
@@ -350,13 +350,18 @@ def _remote_opens_after_hours(
     opens = Reservation.objects.filter(
         purpose=Reservation.Purpose.REMOTE, created_at__gt=scan_from, created_at__lte=now
     ).select_related("slot__bank__site", "requested_by")
-    for reservation in opens:
+    after_hours = [
+        r for r in opens if not within_site_hours(r.created_at.astimezone(r.slot.bank.site.tz))
+    ]
+    callers = _remote_open_callers([r for r in after_hours if r.requested_by is None])
+    for reservation in after_hours:
         slot = reservation.slot
         bank = slot.bank
         local = reservation.created_at.astimezone(bank.site.tz)
-        if within_site_hours(local):
-            continue
-        who = reservation.requested_by.get_username() if reservation.requested_by else "someone"
+        if reservation.requested_by is not None:
+            who = reservation.requested_by.get_username()
+        else:
+            who = callers.get(reservation.pk, "someone")
         _raise(
             result,
             Alert.Kind.SUSPICIOUS_ACCESS,
@@ -372,6 +377,47 @@ def _remote_opens_after_hours(
             slot=slot,
             site_id=bank.site_id,
         )
+
+
+def _remote_open_callers(reservations: list[Reservation]) -> dict[int, str]:
+    """Who asked for remote opens that name no user, by reservation: an API key, mostly.
+
+    A key is no database user, so only the audit log names it (``audit.caller``): in the
+    event ``remote_open`` records with the reservation, for the same door at the same instant.
+    Two queries whatever the number of opens.
+    """
+    if not reservations:
+        return {}
+    events = AuditEvent.objects.filter(
+        action="slot.remote_open",
+        subject_type=Slot._meta.label_lower,
+        subject_id__in={str(r.slot_id) for r in reservations},
+        at__in={r.created_at for r in reservations},
+    ).values_list("subject_id", "at", "actor")
+    actor_of = {(subject_id, at): actor for subject_id, at, actor in events}
+    actors = {
+        r.pk: actor_of[key]
+        for r in reservations
+        if (key := (str(r.slot_id), r.created_at)) in actor_of
+    }
+    key_ids = {_api_key_id(actor) for actor in actors.values()} - {None}
+    names = dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "name"))
+    callers = {}
+    for pk, actor in actors.items():
+        key_id = _api_key_id(actor)
+        if key_id is None:
+            callers[pk] = actor  # a user since removed: the log still says who it was
+        elif key_id in names:
+            callers[pk] = f"API key {names[key_id]} (#{key_id})"
+        else:
+            callers[pk] = f"API key #{key_id}"
+    return callers
+
+
+def _api_key_id(actor: str) -> int | None:
+    """The key in an ``api-key:<id>`` actor (``lockerhub.rest.actor_for_request``)."""
+    kind, _, ident = actor.partition(":")
+    return int(ident) if kind == "api-key" and ident.isdigit() else None
 
 
 def _recovery(result: SweepResult, now: datetime, recipients: Recipients) -> None:

@@ -7,15 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from access.actions import present_badge, revoke_badge
+from access.actions import create_api_key, present_badge, revoke_badge
 from access.models import Badge, Employee, Reason
-from assets.models import Asset, Checkout
+from assets.models import Asset, Checkout, Reservation
 from devices.actions import record_slot_state, remote_open
 from lockerhub.alerts import tap_key
 from lockerhub.alerts.rules import scan_access
 from lockerhub.audit import SYSTEM
 from lockerhub.models import Alert, AlertDelivery
 from tests.alerts.conftest import out_checkout
+from tests.api.conftest import key_client
 from tests.conftest import BERLIN, WEDNESDAY_10AM, World
 
 NOW = WEDNESDAY_10AM
@@ -159,6 +160,27 @@ def test_a_remote_open_outside_site_hours(world: World, supervisor, time_machine
     assert alert.slot == world.slot(5)
     assert "sam.supervisor" in alert.title
     assert alert.details["reason"] == "cleaning crew"
+
+
+def test_a_remote_open_by_an_api_key_outside_site_hours_names_the_key(
+    world: World, time_machine
+) -> None:
+    night = datetime(2026, 3, 11, 23, 30, tzinfo=BERLIN)
+    time_machine.move_to(night, tick=False)
+    key, secret = create_api_key("Facility desk", "supervisor", actor=SYSTEM)
+    response = key_client(secret).post(
+        f"/api/slots/{world.slot(5).pk}/remote-open/", {"reason": "cleaning crew"}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    assert Reservation.objects.get().requested_by is None  # a key is no database user
+
+    scan_access(night + timedelta(seconds=20))
+
+    alert = only_alert("remote-open-after-hours")
+    assert (
+        alert.title
+        == f"API key Facility desk (#{key.pk}) opened door 5 at BANK-A remotely at 23:30"
+    )
 
 
 def test_a_remote_open_during_site_hours_is_fine(world: World, supervisor, at_ten) -> None:

@@ -600,7 +600,10 @@ def test_posting_sensor_and_service_fields_changes_nothing(world: World, staff: 
     assert slot.size == Slot.Size.LARGE  # the door's layout is the admin's to set
     assert {name: getattr(slot, name) for name in reported} == reported
     assert slot.out_of_service_reason == ""
-    assert AuditEvent.objects.count() == before
+    # Only the layout change is recorded, and only what it changed.
+    [(_, _, data)] = audited("slot.layout_changed")
+    assert data == {"bank": "BANK-A", "slot": 1, "size": ["small", "large"]}
+    assert AuditEvent.objects.count() == before + 1
 
 
 def test_stocking_a_slot_with_its_own_device_changes_nothing(world: World) -> None:
