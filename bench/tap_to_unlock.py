@@ -352,7 +352,8 @@ async def _host(
     ready: Any,
     go: Any,
     start_at: Any,
-) -> list[Tap]:
+) -> tuple[list[Tap], float]:
+    """Run the banks of ``plans`` through the load; returns the taps and the CPU seconds spent."""
     loop = asyncio.get_running_loop()
     journal_dir = Path(tempfile.mkdtemp(prefix="lockerhub-bench-journals-"))
     site = EmulatedSite(plans, opts, journal_dir)
@@ -371,12 +372,14 @@ async def _host(
         ready.put(("ready", os.getpid(), None))
         if not await asyncio.to_thread(go.wait, READY_TIMEOUT):
             raise RuntimeError("no start signal")
+        cpu_before = time.process_time()
         taps = schedule(plans, opts, start_at.value)
         await asyncio.to_thread(_tapper, site, taps, halt)
         # Let the last taps finish (or fail) before the workers stop.
         await asyncio.sleep(opts.fail_after + 0.5)
+        cpu = time.process_time() - cpu_before
         _resolve(site, taps)
-        return taps
+        return taps, cpu
     finally:
         halt.set()
         site.stop()
@@ -390,11 +393,11 @@ def load_process(plans: list[BankPlan], opts: argparse.Namespace, queue: Any, go
     """Entry point of one load process: host ``plans`` and send every tap back on ``queue``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     try:
-        taps = asyncio.run(_host(plans, opts, queue, go, start_at))
+        taps, cpu = asyncio.run(_host(plans, opts, queue, go, start_at))
     except BaseException as exc:
         queue.put(("error", os.getpid(), f"{type(exc).__name__}: {exc}"))
         raise
-    queue.put(("taps", os.getpid(), [asdict(t) for t in taps]))
+    queue.put(("taps", os.getpid(), {"taps": [asdict(t) for t in taps], "cpu": cpu}))
 
 
 # -- the server side ----------------------------------------------------------------------------
@@ -460,6 +463,73 @@ def ensure_redis(url: str) -> None:
     raise RuntimeError(f"Redis does not answer at {url}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process ``pid`` has used so far (NaN once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    # utime and stime are fields 14 and 15 of proc(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds this machine has spent on anything but idling, all cores together."""
+    with contextlib.suppress(OSError):
+        # cpu user nice system idle iowait irq softirq steal ... (proc(5))
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return math.nan
+
+
+def database_backend_pids(url: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database (empty if unknown)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [database_name(url)],
+            ).fetchall()
+    except psycopg.Error:
+        return []
+    return [pid for (pid,) in rows]
+
+
+@dataclass
+class CpuMeter:
+    """CPU used between ``start`` and ``stop``: Daphne, PostgreSQL, the whole machine.
+
+    The load processes measure their own (they are gone by the time the run stops).
+    """
+
+    servers: list[int]
+    database_url: str
+    before: dict[int, float] = field(default_factory=dict)
+    machine_before: float = math.nan
+    started: float = math.nan
+    used: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.machine_before = machine_busy_seconds()
+        pids = self.servers + database_backend_pids(self.database_url)
+        self.before = {pid: cpu_seconds(pid) for pid in pids}
+
+    def stop(self) -> None:
+        def spent(pids: list[int]) -> float:
+            # A database backend that connected during the run counts from zero.
+            return sum(cpu_seconds(pid) - self.before.get(pid, 0.0) for pid in pids)
+
+        self.used = {
+            "server": spent(self.servers),
+            "database": spent(database_backend_pids(self.database_url)),
+            "machine": machine_busy_seconds() - self.machine_before,
+            "wall": time.monotonic() - self.started,
+        }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -488,12 +558,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the process has used so far."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return math.nan
-        # utime and stime are fields 14 and 15 of proc(5); fields[0] here is field 3.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -599,8 +664,14 @@ class Report:
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     send_lag_p99_ms: float = 0.0
     server_peak_rss_mib: list[float] = field(default_factory=list)
-    # Daphne CPU time (all servers) over the whole load, warm-up and drain included, per tap.
+    # CPU time per tap over the whole load, warm-up and drain included: Daphne (all servers),
+    # the load processes (emulated boards, workers, people), PostgreSQL's backends for the
+    # benchmark's database, and the whole machine (these three, Redis and everything else).
     server_cpu_ms_per_tap: float = math.nan
+    load_cpu_ms_per_tap: float = math.nan
+    database_cpu_ms_per_tap: float = math.nan
+    machine_cpu_ms_per_tap: float = math.nan
+    machine_busy_cores: float = math.nan
     failure_examples: list[str] = field(default_factory=list)
 
     def table(self) -> str:
@@ -627,6 +698,10 @@ class Report:
             ("latency max ms", f"{lat.get('max', math.nan):.1f}"),
             ("server peak RSS MiB", rss_text or "?"),
             ("server CPU ms per tap", f"{self.server_cpu_ms_per_tap:.1f}"),
+            ("  PostgreSQL CPU ms per tap", f"{self.database_cpu_ms_per_tap:.1f}"),
+            ("  load processes CPU ms per tap", f"{self.load_cpu_ms_per_tap:.1f}"),
+            ("  machine CPU ms per tap", f"{self.machine_cpu_ms_per_tap:.1f}"),
+            ("  machine busy (cores)", f"{self.machine_busy_cores:.2f} of {self.cores}"),
         ]
         for stage, figures in self.stages_ms.items():
             rows.append((f"  {stage} p50/p99 ms", f"{figures['p50']:.1f} / {figures['p99']:.1f}"))
@@ -781,10 +856,14 @@ def run(opts: argparse.Namespace) -> tuple[Report, list[Tap]]:
             if kind != "ready":
                 raise RuntimeError(f"load process {pid}: {detail}")
             ready += 1
-        cpu_before = sum(server.cpu_seconds() for server in servers)
+        meter = CpuMeter(
+            servers=[server.process.pid for server in servers], database_url=opts.database_url
+        )
+        meter.start()
         start_at.value = time.monotonic() + 0.5
         go.set()
         taps: list[Tap] = []
+        load_cpu = 0.0
         waiting = len(processes)
         limit = opts.warmup + opts.duration + opts.fail_after + STOP_TIMEOUT + 30
         while waiting:
@@ -792,11 +871,17 @@ def run(opts: argparse.Namespace) -> tuple[Report, list[Tap]]:
             if kind == "error":
                 raise RuntimeError(f"load process {pid}: {detail}")
             if kind == "taps":
-                taps += [Tap(**t) for t in detail]
+                taps += [Tap(**t) for t in detail["taps"]]
+                load_cpu += detail["cpu"]
                 waiting -= 1
+        meter.stop()
         report = summarise(taps, opts, servers)
-        cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
-        report.server_cpu_ms_per_tap = cpu * 1000 / max(1, sum(1 for t in taps if t.submitted))
+        per_tap = 1000 / max(1, sum(1 for t in taps if t.submitted))
+        report.server_cpu_ms_per_tap = meter.used["server"] * per_tap
+        report.load_cpu_ms_per_tap = load_cpu * per_tap
+        report.database_cpu_ms_per_tap = meter.used["database"] * per_tap
+        report.machine_cpu_ms_per_tap = meter.used["machine"] * per_tap
+        report.machine_busy_cores = meter.used["machine"] / meter.used["wall"]
         return report, taps
     finally:
         for process in processes:

@@ -46,4 +46,7 @@ def test_small_benchmark_prints_percentiles_and_every_tap_unlocks(capsys) -> Non
     assert re.search(r"taps sent \(measured\)\s+12 in 3 s", out), out
     assert re.search(r"^failures\s+0 ", out, re.MULTILINE), out
     assert re.search(r"^unlocks\s+12 ", out, re.MULTILINE), out
+    # Where the CPU went: the server, PostgreSQL, the load itself and the whole machine.
+    for figure in ("server", "PostgreSQL", "load processes", "machine"):
+        assert re.search(rf"{figure} CPU ms per tap\s+\d+\.\d", out), out
     assert status == 0
