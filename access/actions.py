@@ -731,6 +731,68 @@ def set_badge_pin(
     return badge
 
 
+# Of a badge already issued; the holder and the UID stay (another card is another badge), and
+# the status changes by revoke_badge, the PIN by set_badge_pin.
+BADGE_FIELDS = ("technology", "is_temporary", "valid_from", "valid_until")
+
+
+def check_badge_change(badge: Badge, changes: Mapping[str, Any]) -> None:
+    """Refuse (``ValidationError``) changing ``badge`` (as stored) by ``changes``.
+
+    A badge no longer active stays as it ended, and a validity ends after it starts. The
+    action calls this with the badge locked; forms call it beforehand to show refusals as
+    field errors.
+    """
+    if badge.status != Badge.Status.ACTIVE:
+        raise ValidationError(
+            f"Badge {badge.uid} is {badge.get_status_display().lower()}; it is kept as it "
+            "ended. Issue a new badge instead."
+        )
+    valid_from = changes.get("valid_from", badge.valid_from)
+    valid_until = changes.get("valid_until", badge.valid_until)
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise ValidationError({"valid_until": "A badge's validity has to end after it starts."})
+
+
+def update_badge(badge: Badge, *, actor: str, now: datetime | None = None, **changes: Any) -> Badge:
+    """Change an active badge's technology, temporary flag or validity window.
+
+    Takes effect at the next tap. Only the fields that change are written; the audit record
+    has each as ``[old, new]``. Refused (``ValidationError``) as ``check_badge_change`` says,
+    and a temporary badge without an expiry. The same values change nothing.
+    """
+    unknown = set(changes) - set(BADGE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a badge field to change: {', '.join(sorted(unknown))}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        badge = (
+            Badge.objects.select_for_update(of=("self",))
+            .select_related("employee")
+            .get(pk=badge.pk)
+        )
+        changed = {
+            name: [getattr(badge, name), value]
+            for name, value in changes.items()
+            if getattr(badge, name) != value
+        }
+        if not changed:
+            return badge
+        check_badge_change(badge, changes)
+        for name, (_, value) in changed.items():
+            setattr(badge, name, value)
+        badge.full_clean(validate_unique=False)
+        badge.save(update_fields=list(changed))
+        audit.record(
+            "badge.updated",
+            actor=actor,
+            subject=badge,
+            data={"uid": badge.uid, "employee": badge.employee.employee_number, **changed},
+            at=now,
+        )
+    return badge
+
+
 # --- Shift patterns ---
 
 SHIFT_FIELDS = ("site", "name", "days", "start", "end")

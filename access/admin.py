@@ -1,10 +1,11 @@
 """Admin for people, badges, shifts and access rules, and the read-only access log.
 
 Status changes that matter (offboarding, revoking a badge, marking it lost), issuing a badge,
-the employee record itself (the same actions SCIM, the API and the CSV import use) and every
-write of shift patterns, shift assignments and access rules go through ``access.actions`` so
-they are audited and take effect everywhere; the status fields themselves are read-only in
-the forms.
+changing a badge's validity, the employee record itself (the same actions SCIM, the API and
+the CSV import use) and every write of shift patterns, shift assignments and access rules go
+through ``access.actions`` so they are audited and take effect everywhere; the status fields
+themselves are read-only in the forms. Departments and groups, which have no actions of their
+own, are written by ``lockerhub.actions.save_row`` and ``delete_row``.
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ from access.models import (
     normalize_uid,
 )
 from lockerhub import audit
-from lockerhub.admin import ReadOnlyHistoryAdmin, RefusalsAsMessagesAdmin, adopt_saved
+from lockerhub.admin import (
+    AuditedRowAdmin,
+    ReadOnlyHistoryAdmin,
+    RefusalsAsMessagesAdmin,
+    adopt_saved,
+)
 
 # --- Badges ---
 
 
 class BadgeForm(forms.ModelForm):
-    """Normalises the UID before the model's validators see it and checks it is free.
+    """Normalises the UID before the model's validators see it and checks it is free; on an
+    issued badge, refuses here, as form errors, what ``update_badge`` would refuse on saving.
 
     ``Badge.clean()`` also normalises, but Django runs field validators before ``clean()``,
     so ``04:a1:b2:c3`` would be refused as not upper-case hex; doing it here accepts it.
@@ -81,7 +88,15 @@ class BadgeForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.instance.pk is None:
+        if self.instance.pk is not None:
+            # The instance still holds the stored row here; the form's values land on it later.
+            changes = _badge_changes(self)
+            if changes:
+                try:
+                    actions.check_badge_change(self.instance, changes)
+                except ValidationError as refusal:
+                    self.add_error(None, refusal)
+        else:
             employee = cleaned.get("employee") or getattr(self.instance, "employee", None)
             if employee is not None and employee.status == Employee.Status.OFFBOARDED:
                 raise ValidationError("This employee is offboarded; no new badges can be issued.")
@@ -89,6 +104,15 @@ class BadgeForm(forms.ModelForm):
             if uid and Badge.objects.filter(uid=uid, status=Badge.Status.ACTIVE).exists():
                 self.add_error("uid", "An active badge with this UID already exists.")
         return cleaned
+
+
+def _badge_changes(form: BadgeForm) -> dict[str, Any]:
+    """The fields of an issued badge ``form`` changes, with their new values."""
+    return {
+        name: form.cleaned_data[name]
+        for name in form.changed_data
+        if name in actions.BADGE_FIELDS and name in form.cleaned_data
+    }
 
 
 def _issue(badge: Badge, form: BadgeForm, request: HttpRequest) -> Badge:
@@ -253,7 +277,10 @@ class BadgeActionForm(ActionForm):
 
 
 @admin.register(Badge)
-class BadgeAdmin(admin.ModelAdmin):
+class BadgeAdmin(RefusalsAsMessagesAdmin):
+    """Badges are issued by ``issue_badge``, changed by ``update_badge`` and revoked or marked
+    lost by ``revoke_badge``, never deleted. A badge no longer active is shown read-only."""
+
     form = BadgeForm
     list_display = [
         "uid",
@@ -305,6 +332,8 @@ class BadgeAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Badge | None = None) -> list[str]:
         if obj is None:
             return []
+        if obj.status != Badge.Status.ACTIVE:
+            return self.get_fields(request, obj)  # kept as it ended
         # A badge keeps its holder and UID; a different card is a new badge.
         return ["employee", "uid", *BADGE_STATUS_FIELDS]
 
@@ -319,10 +348,13 @@ class BadgeAdmin(admin.ModelAdmin):
         return results, may_have_duplicates
 
     def save_model(self, request: HttpRequest, obj: Badge, form: BadgeForm, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-        else:
+        if not change:
             _issue(obj, form, request)
+            return
+        changes = _badge_changes(form)
+        if changes:
+            saved = actions.update_badge(obj, actor=audit.actor_for_user(request.user), **changes)
+            adopt_saved(obj, saved)
 
     def has_delete_permission(self, request: HttpRequest, obj: Badge | None = None) -> bool:
         # Badges are revoked, never deleted: access events and checkouts point at them.
@@ -355,7 +387,9 @@ class BadgeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Department)
-class DepartmentAdmin(admin.ModelAdmin):
+class DepartmentAdmin(AuditedRowAdmin):
+    """Saved and deleted by ``lockerhub.actions``; one an access rule names is kept."""
+
     list_display = ["name", "employee_count"]
     search_fields = ["name"]
     ordering = ["name"]
@@ -369,7 +403,10 @@ class DepartmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(EmployeeGroup)
-class EmployeeGroupAdmin(admin.ModelAdmin):
+class EmployeeGroupAdmin(AuditedRowAdmin):
+    """Saved (members too) and deleted by ``lockerhub.actions``; one an access rule names is
+    kept."""
+
     list_display = ["name", "member_count"]
     search_fields = ["name"]
     ordering = ["name"]

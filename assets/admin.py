@@ -1,6 +1,8 @@
 """Admin for asset types, assets, and the checkout/reservation history.
 
-Assets are registered and changed through ``assets.actions`` so every change is audited.
+Assets are registered and changed through ``assets.actions`` so every change is audited;
+asset types, which have no actions of their own, through ``lockerhub.actions.save_row`` and
+``delete_row``.
 Checkouts and reservations are history written by the take/return flow (``assets.actions``):
 they can be viewed and searched here, never added, edited or deleted.
 """
@@ -19,11 +21,14 @@ from django.utils import timezone
 from assets import actions
 from assets.models import Asset, AssetType, Checkout, Reservation
 from lockerhub import audit
-from lockerhub.admin import ReadOnlyHistoryAdmin, adopt_saved
+from lockerhub.admin import AuditedRowAdmin, ReadOnlyHistoryAdmin, adopt_saved
 
 
 @admin.register(AssetType)
-class AssetTypeAdmin(admin.ModelAdmin):
+class AssetTypeAdmin(AuditedRowAdmin):
+    """Asset types are saved and deleted by ``lockerhub.actions``; one that assets have, or
+    that an access rule names, is kept."""
+
     list_display = ["name", "code", "max_loan_minutes", "requires_pin", "asset_count"]
     list_filter = ["requires_pin"]
     search_fields = ["name", "code"]

@@ -6,7 +6,8 @@ Every other write goes through ``devices.actions`` so it is audited: a bank is m
 deleted by ``delete_bank``; a door is added, laid out and removed by ``add_slot``,
 ``update_slot_layout`` and ``delete_slot``, taken out of service by ``set_out_of_service``, and
 stocked or emptied by ``stock_slot`` and ``empty_slot``. What those refuse (a slot holding a
-device, a bank with history) is a form error or an error message and changes nothing.
+device, a bank with history) is a form error or an error message and changes nothing. Sites
+have no actions of their own: ``lockerhub.actions.save_row`` and ``delete_row`` write them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from devices import actions
 from devices.actions import SLOT_LAYOUT_FIELDS
 from devices.models import LockerBank, Site, Slot
 from lockerhub import audit
-from lockerhub.admin import RefusalsAsMessagesAdmin, adopt_saved
+from lockerhub.admin import AuditedRowAdmin, RefusalsAsMessagesAdmin, adopt_saved
 
 SLOT_SENSOR_FIELDS = (
     "door_state",
@@ -97,7 +98,10 @@ class SlotLayoutFormSet(BaseInlineFormSet):
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(AuditedRowAdmin):
+    """Sites are saved and deleted by ``lockerhub.actions``; one with banks, or named by an
+    access rule, is kept."""
+
     list_display = ["name", "time_zone", "bank_count"]
     search_fields = ["name"]
     ordering = ["name"]

@@ -1,22 +1,29 @@
-"""Cross-cutting actions: alerts and their delivery.
+"""Cross-cutting actions: alerts and their delivery, and the rows with no actions of their own.
 
 An alert is raised once per cause (its dedup key), shown live, e-mailed and sent to webhooks.
 Every notification is first written as an ``AlertDelivery`` row in the alert's own
 transaction; Celery sends it after commit, claiming the row by a conditional update, so a task
 that runs twice, or a second beat, sends nothing twice (docs/alerts.md).
+
+Reference rows that carry no rules of their own (sites, departments, employee groups, asset
+types, webhook endpoints) are saved and deleted by ``save_row`` and ``delete_row``, audited as
+``<app_label.model>.created``, ``.updated`` and ``.deleted``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import IntegrityError, router, transaction
+from django.db.models import F, Field, Model, ProtectedError, Q, QuerySet, RestrictedError
+from django.db.models.deletion import Collector
 from django.utils import timezone
 
 from lockerhub import audit, events
@@ -455,3 +462,169 @@ def rotate_webhook_secret(
         endpoint.save(update_fields=["secret"])
         audit.record("webhook.secret_rotated", actor=actor, subject=endpoint, at=now)
     return endpoint.secret
+
+
+# --- Rows with no actions of their own ---
+
+RowT = TypeVar("RowT", bound=Model)
+
+# A field whose name has one of these parts holds a secret or a hash of one: the audit log
+# says only that it is set or changed.
+SECRET_NAME_PARTS = frozenset({"secret", "token", "hash", "password"})
+
+
+def is_secret(field_name: str) -> bool:
+    """Whether ``field_name`` holds a secret (``secret``, ``token_hash``, ``pin_hash``…)."""
+    return not SECRET_NAME_PARTS.isdisjoint(field_name.lower().split("_"))
+
+
+def row_fields(model: type[Model]) -> dict[str, Field]:
+    """What ``save_row`` writes, by name: every column but the primary key, and the
+    many-to-many links the model declares."""
+    fields = (*model._meta.concrete_fields, *model._meta.many_to_many)
+    return {f.name: f for f in fields if not f.primary_key}
+
+
+def _audited_value(row: Model, field: Field) -> object:
+    """A field's value as the audit log shows it: a column's stored value, a link's members
+    by name, and for a secret only whether it is set."""
+    if is_secret(field.name):
+        return "set" if getattr(row, field.attname) else ""
+    if field.many_to_many:
+        return sorted(str(member) for member in getattr(row, field.name).all())
+    return getattr(row, field.attname)
+
+
+def _save_checked(row: Model, update_fields: list[str] | None) -> None:
+    try:
+        with transaction.atomic():
+            row.save(update_fields=update_fields)
+    except IntegrityError:  # a unique value taken by a change that committed after full_clean
+        raise ValidationError(
+            f"Another change to the {row._meta.verbose_name_plural} was saved first with one "
+            "of these values; nothing was saved."
+        ) from None
+
+
+def save_row(row: RowT, *, actor: str, now: datetime | None = None, **values: Any) -> RowT:
+    """Add ``row`` (not saved yet) or change the stored one: set ``values`` (fields by name; a
+    many-to-many link takes its full list of members), validate, and write what changed.
+
+    For reference rows whose model has no actions of its own. Audited as
+    ``<app_label.model>.created`` with every value, or ``.updated`` with each changed field as
+    ``[old, new]``; a secret (``is_secret``) is recorded as set or changed, never its value.
+    Refused (``ValidationError``): what ``full_clean`` refuses, a unique value taken meanwhile.
+    Saving the values a row has writes and records nothing.
+    """
+    model = type(row)
+    fields = row_fields(model)
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"Not a {model._meta.verbose_name} field: {', '.join(sorted(unknown))}")
+    links = {name: list(v) for name, v in values.items() if fields[name].many_to_many}
+    columns = {name: v for name, v in values.items() if name not in links}
+    now = now or timezone.now()
+    with transaction.atomic():
+        creating = row._state.adding
+        if not creating:
+            row = model._default_manager.select_for_update().get(pk=row.pk)
+        before = {} if creating else {name: _audited_value(row, fields[name]) for name in values}
+        stored = {name: getattr(row, fields[name].attname) for name in columns}
+        for name, value in columns.items():
+            setattr(row, name, value)
+        changed = [name for name in columns if getattr(row, fields[name].attname) != stored[name]]
+        relinked = [
+            name
+            for name, members in links.items()
+            if creating
+            or {m.pk for m in members} != set(getattr(row, name).values_list("pk", flat=True))
+        ]
+        if not (creating or changed or relinked):
+            return row
+        row.full_clean()
+        _save_checked(row, None if creating else changed)
+        for name in relinked:
+            getattr(row, name).set(links[name])
+        if creating:
+            data = {name: _audited_value(row, field) for name, field in fields.items()}
+        else:
+            data = {
+                name: "changed"
+                if is_secret(name)
+                else [before[name], _audited_value(row, fields[name])]
+                for name in (*changed, *relinked)
+            }
+        event = "created" if creating else "updated"
+        audit.record(
+            f"{model._meta.label_lower}.{event}", actor=actor, subject=row, data=data, at=now
+        )
+    return row
+
+
+def _listed(rows: Iterable[Model]) -> str:
+    """``2 locker banks (BANK-A, BANK-B)``, one part per kind of row."""
+    names: dict[Any, list[str]] = defaultdict(list)
+    for row in rows:
+        names[row._meta].append(str(row))
+    parts = []
+    for opts, these in names.items():
+        kind = opts.verbose_name if len(these) == 1 else opts.verbose_name_plural
+        shown = ", ".join(sorted(these)[:5]) + (", …" if len(these) > 5 else "")
+        parts.append(f"{len(these)} {kind} ({shown})")
+    return " and ".join(parts)
+
+
+def check_delete_row(row: Model) -> None:
+    """Refuse (``ValidationError``) deleting a row that others still need.
+
+    That is what the database would refuse (rows pointing at it with PROTECT or RESTRICT), and
+    a row another row names in a many-to-many link: deleting it would change that row without
+    an audit record of its own, and an access rule whose sites run empty applies everywhere.
+    """
+    what = f"{row._meta.verbose_name.capitalize()} {row}"
+    collector = Collector(using=router.db_for_write(type(row), instance=row), origin=row)
+    try:
+        collector.collect([row])
+    except ProtectedError as refusal:
+        raise ValidationError(
+            f"{what} cannot be deleted: still used by {_listed(refusal.protected_objects)}."
+        ) from None
+    except RestrictedError as refusal:
+        raise ValidationError(
+            f"{what} cannot be deleted: still used by {_listed(refusal.restricted_objects)}."
+        ) from None
+    for relation in row._meta.related_objects:
+        if not relation.many_to_many:
+            continue
+        naming = list(relation.related_model._default_manager.filter(**{relation.field.name: row}))
+        if naming:
+            raise ValidationError(
+                f"{what} cannot be deleted: named by {_listed(naming)}; take it out of those first."
+            )
+
+
+def delete_row(row: Model, *, actor: str, now: datetime | None = None) -> None:
+    """Delete ``row`` (with what the database deletes along with it). Refused as
+    ``check_delete_row`` says.
+
+    Audited as ``<app_label.model>.deleted`` with the row's last values (a secret only as set)
+    and, under ``cascaded``, how many rows of each kind went with it.
+    """
+    model = type(row)
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Locked, the row gains no new reference meanwhile (adding one locks it too).
+        row = model._default_manager.select_for_update().get(pk=row.pk)
+        check_delete_row(row)
+        data = {name: _audited_value(row, field) for name, field in row_fields(model).items()}
+        pk = row.pk
+        _, counts = row.delete()
+        cascaded = {
+            label.lower(): n for label, n in counts.items() if n and label != model._meta.label
+        }
+        if cascaded:
+            data["cascaded"] = cascaded
+        row.pk = pk  # the record names the row that went
+        audit.record(
+            f"{model._meta.label_lower}.deleted", actor=actor, subject=row, data=data, at=now
+        )

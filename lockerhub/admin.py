@@ -109,6 +109,42 @@ class RefusalsAsMessagesAdmin(admin.ModelAdmin):
         return " ".join(refusal.messages) if isinstance(refusal, ValidationError) else str(refusal)
 
 
+class AuditedRowAdmin(RefusalsAsMessagesAdmin):
+    """For models with no actions of their own (sites, departments, groups, asset types,
+    webhook endpoints): added, changed and deleted by ``lockerhub.actions.save_row`` and
+    ``delete_row``, audited in the staff member's name.
+
+    Only the fields the form changed are written. A deletion those refuse (rows that still
+    refer to the object) is said on the object's page before the confirmation, and changes
+    nothing.
+    """
+
+    actions = ["delete_selected"]
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        names = form.changed_data if change else list(form.cleaned_data)
+        fields = actions.row_fields(self.model)
+        values = {n: form.cleaned_data[n] for n in names if n in fields and n in form.cleaned_data}
+        saved = actions.save_row(obj, actor=audit.actor_for_user(request.user), **values)
+        adopt_saved(obj, saved)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: list, change: bool) -> None:
+        # save_row has set the links; form.save_m2m() would write them again, unaudited.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def check_delete(self, obj: Model) -> None:
+        actions.check_delete_row(obj)
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        actions.delete_row(obj, actor=audit.actor_for_user(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        actor = audit.actor_for_user(request.user)
+        for obj in queryset.order_by("pk"):
+            actions.delete_row(obj, actor=actor)
+
+
 class ReadOnlyHistoryAdmin(admin.ModelAdmin):
     """History is written by the write layer only: no add, no change, no delete here.
 
@@ -266,14 +302,15 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
-    """Where alert events are POSTed. The signing secret is shown once, when made or rotated."""
+class WebhookEndpointAdmin(AuditedRowAdmin):
+    """Where alert events are POSTed. The signing secret is shown once, when made or rotated,
+    and the audit log says only that it was set or rotated."""
 
     list_display = ["name", "url", "is_active", "min_severity", "created_at"]
     list_filter = ["is_active", "min_severity"]
     search_fields = ["name", "url"]
     fields = ["name", "url", "is_active", "kinds", "min_severity"]
-    actions = ["rotate_secret"]
+    actions = ["rotate_secret", "delete_selected"]
 
     def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
         if db_field.name == "url":
