@@ -516,8 +516,9 @@ EMPLOYEE_FIELDS = (
 )
 
 
-def _department(value: Department | str | None) -> Department | None:
-    # HR systems and identity providers send a department by name; a new name makes a new one.
+def _department(value: Department | str | None, *, actor: str, now: datetime) -> Department | None:
+    # HR systems and identity providers send a department by name; a new name makes a new one,
+    # recorded like one added in the admin (lockerhub.actions.save_row).
     if value is None or isinstance(value, Department):
         return value
     name = value.strip()
@@ -525,7 +526,15 @@ def _department(value: Department | str | None) -> Department | None:
         return None
     if len(name) > 120:
         raise ValidationError({"department": "A department name is at most 120 characters."})
-    department, _ = Department.objects.get_or_create(name=name)
+    department, created = Department.objects.get_or_create(name=name)
+    if created:
+        audit.record(
+            f"{Department._meta.label_lower}.created",
+            actor=actor,
+            subject=department,
+            data={"name": department.name},
+            at=now,
+        )
     return department
 
 
@@ -574,7 +583,7 @@ def create_employee(
             first_name=first_name.strip(),
             last_name=last_name.strip(),
             email=email.strip(),
-            department=_department(department),
+            department=_department(department, actor=actor, now=now),
             home_site=home_site,
             external_id=external_id.strip(),
             supervisor=supervisor,
@@ -618,7 +627,7 @@ def update_employee(
                 {"active": "An offboarded employee cannot be reactivated; add a new employee."}
             )
         if "department" in changes:
-            changes["department"] = _department(changes["department"])  # type: ignore[arg-type]
+            changes["department"] = _department(changes["department"], actor=actor, now=now)  # type: ignore[arg-type]
         changed: dict[str, list[str]] = {}
         for name, value in changes.items():
             if isinstance(value, str):

@@ -181,7 +181,7 @@ class Shift(models.Model):
     after ``start`` the shift crosses midnight and ends the next day.
     """
 
-    site = models.ForeignKey("devices.Site", on_delete=models.CASCADE, related_name="shifts")
+    site = models.ForeignKey("devices.Site", on_delete=models.PROTECT, related_name="shifts")
     name = models.CharField(max_length=80)
     days = models.PositiveSmallIntegerField(
         default=0b0011111,

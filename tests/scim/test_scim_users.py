@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from access.models import Department, Employee
+from lockerhub.models import AuditEvent
 from tests.scim.conftest import ENTERPRISE, PATCH, Scim, okta_user
 
 
@@ -139,3 +140,19 @@ def test_an_unknown_user_is_404(db, scim: Scim) -> None:
     response = scim.get("Users/424242")
     assert response.status_code == 404
     assert response.json()["status"] == "404"
+
+
+def test_a_department_named_for_the_first_time_is_made_and_audited_once(db, scim: Scim) -> None:
+    made = AuditEvent.objects.filter(action="access.department.created")
+    pk = scim.post("Users", okta_user()).json()["id"]
+    assert list(made.values_list("data", flat=True)) == [{"name": "Warehouse"}]
+    assert made.get().actor.startswith("api-key:")
+
+    body = okta_user(name={"givenName": "Christa", "familyName": "Roe"}, emails=[])
+    body[ENTERPRISE] = {"department": "Returns"}
+    assert scim.put(f"Users/{pk}", body).status_code == 200
+    body[ENTERPRISE] = {"department": "Warehouse"}  # known by now: nothing new to record
+    assert scim.put(f"Users/{pk}", body).status_code == 200
+
+    assert sorted(made.values_list("data__name", flat=True)) == ["Returns", "Warehouse"]
+    assert Department.objects.count() == 2
