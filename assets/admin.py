@@ -112,10 +112,16 @@ class AssetAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Asset | None = None, change: bool = False, **kwargs: Any
     ) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change=change, **kwargs)
+        status = form.base_fields.get("status")
+        if status is None:
+            return form
         if obj is None:
-            form.base_fields["status"].choices = [
-                c for c in Asset.Status.choices if c[0] in actions.NEW_ASSET_STATUSES
-            ]
+            status.choices = [c for c in Asset.Status.choices if c[0] in actions.NEW_ASSET_STATUSES]
+        elif obj.status != Asset.Status.RETIRED and not request.user.has_perm(
+            "assets.retire_asset"
+        ):
+            # Retiring is for good: only those allowed to may pick it.
+            status.choices = [c for c in status.choices if c[0] != Asset.Status.RETIRED]
         return form
 
     def get_readonly_fields(self, request: HttpRequest, obj: Asset | None = None) -> list[str]:

@@ -116,7 +116,7 @@ class AssetViewSet(
         "read": "assets.view_asset",
         "create": "assets.add_asset",
         "partial_update": "assets.change_asset",
-        "retire": "assets.change_asset",
+        "retire": "assets.retire_asset",
         "maintenance": "assets.change_asset",
     }
     queryset = Asset.objects.select_related("asset_type")

@@ -56,6 +56,7 @@ class Asset(models.Model):
 
     class Meta:
         ordering = ["asset_tag"]
+        permissions = [("retire_asset", "Can retire a device (out of the fleet for good)")]
 
     def __str__(self) -> str:
         return self.asset_tag

@@ -95,6 +95,7 @@ ROLE_PERMISSIONS: dict[Role, list[tuple[str, str]]] = {
         ("assets", "view_asset"),
         ("assets", "add_asset"),
         ("assets", "change_asset"),
+        ("assets", "retire_asset"),
         ("assets", "view_checkout"),
         ("access", "view_accessevent"),
         ("lockerhub", "view_alert"),

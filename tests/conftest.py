@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
 from access.actions import issue_badge
 from access.models import AccessRule, Badge, Department, Employee, Shift, ShiftAssignment
@@ -213,6 +214,15 @@ def _user_with_role(username: str, role: Role | None) -> User:
     if role in STAFF_ROLES:
         give_totp(user)  # staff reach their pages only with a second factor
     return user
+
+
+def at_admin(user: User) -> Client:
+    """``user`` at the Django admin: staff, with the second factor the persona already has."""
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def role_group(role: Role) -> Group:

@@ -7,7 +7,9 @@ what changed at this point in history.
 
 from django.db import migrations
 
-GRANTS: dict[str, list[tuple[str, str]]] = {
+from lockerhub.grants import grant_operation
+
+GRANTS = {
     "HR": [
         ("access", "delete_shift"),
         ("access", "add_accessrule"),
@@ -21,38 +23,6 @@ GRANTS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def grant(apps, schema_editor):
-    from django.contrib.auth.management import create_permissions
-
-    # Permissions are normally made after all migrations ran; this migration needs these now.
-    for label in ("access", "assets"):
-        app_config = apps.get_app_config(label)
-        app_config.models_module = True
-        create_permissions(app_config, verbosity=0)
-        app_config.models_module = None
-
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, wanted in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=group_name)
-        group.permissions.add(
-            *[
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-                for app_label, codename in wanted
-            ]
-        )
-
-
-def revoke(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group in Group.objects.filter(name__in=GRANTS):
-        for app_label, codename in GRANTS[group.name]:
-            group.permissions.remove(
-                *Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-            )
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("lockerhub", "0005_charge_fault_alert_slots"),
@@ -61,4 +31,4 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]
-    operations = [migrations.RunPython(grant, revoke)]
+    operations = [grant_operation(GRANTS, apps=("access", "assets"))]

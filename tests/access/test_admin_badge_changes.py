@@ -21,7 +21,7 @@ from access import actions
 from access.models import Badge
 from lockerhub import audit
 from lockerhub.models import AuditEvent
-from tests.conftest import World
+from tests.conftest import World, at_admin
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
@@ -35,11 +35,7 @@ def change_url(badge: Badge) -> str:
 @pytest.fixture
 def hr(hr_officer: User) -> Client:
     """HR at the admin: staff, with the second factor the persona already has."""
-    hr_officer.is_staff = True
-    hr_officer.save(update_fields=["is_staff"])
-    client = Client()
-    client.force_login(hr_officer)
-    return client
+    return at_admin(hr_officer)
 
 
 def badge_form(badge: Badge, **change: object) -> dict[str, object]:

@@ -18,7 +18,7 @@ from access.actions import update_employee
 from access.models import Badge, Employee
 from lockerhub import audit
 from lockerhub.models import AuditEvent
-from tests.conftest import World, make_employee
+from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
@@ -34,11 +34,7 @@ def change_url(employee: Employee) -> str:
 @pytest.fixture
 def hr(hr_officer: User) -> Client:
     """HR at the admin: staff, with the second factor the persona already has."""
-    hr_officer.is_staff = True
-    hr_officer.save(update_fields=["is_staff"])
-    client = Client()
-    client.force_login(hr_officer)
-    return client
+    return at_admin(hr_officer)
 
 
 def employee_form(employee: Employee | None = None, **change: object) -> dict[str, object]:

@@ -181,7 +181,7 @@ MORE_WRITES = [
         201,
     ),
     ("patch", "/api/assets/{asset}/", {"serial_number": "SN-NEW"}, {SUP, FM}, 200),
-    ("post", "/api/assets/{asset}/retire/", {"reason": "Cracked housing"}, {SUP, FM}, 200),
+    ("post", "/api/assets/{asset}/retire/", {"reason": "Cracked housing"}, {FM}, 200),
     (
         "post",
         "/api/assets/{asset}/maintenance/",

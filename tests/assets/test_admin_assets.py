@@ -14,7 +14,7 @@ from django.urls import reverse
 from access.actions import present_badge
 from assets.models import Asset
 from lockerhub.models import AuditEvent
-from tests.conftest import WEDNESDAY_10AM, World
+from tests.conftest import WEDNESDAY_10AM, World, at_admin
 from tests.flows import take
 
 pytestmark = pytest.mark.filterwarnings(
@@ -131,3 +131,24 @@ def test_a_checked_out_asset_keeps_its_type(world: World, admin_client: Client) 
     assert "on loan" in errors["asset_type"][0]
     assert Asset.objects.get(pk=asset.pk).asset_type == world.scanner
     assert AuditEvent.objects.count() == before
+
+
+def test_only_a_facility_manager_retires_a_device_in_the_admin(
+    world: World, supervisor: User, facility_manager: User
+) -> None:
+    asset = Asset.objects.get(asset_tag="SC-1001")
+    retire = asset_form(asset, status="retired", status_reason="End of lease")
+
+    # A supervisor changes devices and sends them to maintenance, but is not offered "Retired".
+    sam = at_admin(supervisor)
+    offered = dict(sam.get(change_url(asset)).context["adminform"].form.fields["status"].choices)
+    assert "retired" not in offered
+    assert "maintenance" in offered
+    assert "status" in form_errors(sam.post(change_url(asset), retire))
+    assert Asset.objects.get(pk=asset.pk).status == Asset.Status.AVAILABLE
+    assert not AuditEvent.objects.filter(action="asset.retired").exists()
+
+    response = at_admin(facility_manager).post(change_url(asset), retire)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Asset.objects.get(pk=asset.pk).status == Asset.Status.RETIRED
+    assert AuditEvent.objects.get(action="asset.retired").actor == f"user:{facility_manager.pk}"

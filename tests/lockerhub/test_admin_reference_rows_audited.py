@@ -24,7 +24,7 @@ from assets.models import AssetType
 from devices.models import LockerBank, Site
 from lockerhub import actions, audit
 from lockerhub.models import Alert, AlertDelivery, AuditEvent, WebhookEndpoint
-from tests.conftest import World, make_employee
+from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
@@ -39,11 +39,7 @@ def url(model: type[Model] | Model, view: str, *args: object) -> str:
 @pytest.fixture
 def hr(hr_officer: User) -> Client:
     """HR at the admin (departments and groups are theirs): staff, with the second factor."""
-    hr_officer.is_staff = True
-    hr_officer.save(update_fields=["is_staff"])
-    client = Client()
-    client.force_login(hr_officer)
-    return client
+    return at_admin(hr_officer)
 
 
 def posted(client: Client, obj: Model, **change: object) -> dict[str, object]:

@@ -26,7 +26,7 @@ from devices import actions as device_actions
 from devices.models import Slot
 from lockerhub import audit
 from lockerhub.models import AuditEvent
-from tests.conftest import World, make_employee
+from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
@@ -40,15 +40,6 @@ YESTERDAY = TODAY - timedelta(days=1)
 def url(model: type[Model], view: str, *args: object) -> str:
     opts = model._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
-
-
-def signed_in(user: User) -> Client:
-    """``user`` at the admin: staff, with the second factor the persona already has."""
-    user.is_staff = True
-    user.save(update_fields=["is_staff"])
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def messages_of(response: Any) -> list[tuple[str, str]]:
@@ -77,7 +68,7 @@ def iso(day: date | None) -> str:
 
 @pytest.fixture
 def hr(hr_officer: User) -> Client:
-    return signed_in(hr_officer)
+    return at_admin(hr_officer)
 
 
 @pytest.fixture
@@ -395,7 +386,7 @@ def test_the_employee_page_refuses_an_overlap_and_changes_nothing(
 
 @pytest.fixture
 def staff(supervisor: User) -> Client:
-    return signed_in(supervisor)
+    return at_admin(supervisor)
 
 
 @pytest.fixture
