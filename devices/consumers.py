@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -72,6 +73,16 @@ class DeviceConsumer(AsyncWebsocketConsumer):
     """One bank worker's connection."""
 
     bank: LockerBank | None = None
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels first closes stale database connections on its one shared sync thread, for
+        # every message. Every database call here goes through database_sync_to_async, which
+        # does that on the thread that runs it, so the extra hop would only queue each bank's
+        # messages behind that one thread (and whatever else is running on it).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         code = self.scope["url_route"]["kwargs"]["code"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
@@ -334,3 +336,30 @@ async def test_the_unlock_does_not_wait_for_the_live_fan_out(world, token, now) 
         release.set()
         await comm.disconnect()
         layer.group_send = real_group_send
+
+
+async def test_a_tap_is_answered_while_the_shared_sync_thread_is_busy(world, token, now) -> None:
+    # Channels runs thread-sensitive sync code (HTTP views, the admin, other consumers) on one
+    # thread for the whole process. A tap must not queue behind it: here that thread is held
+    # until the tap has been answered, so waiting on it would never answer.
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    held, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        held.set()
+        release.wait(timeout=30)
+
+    blocker = asyncio.ensure_future(sync_to_async(occupy, thread_sensitive=True)())
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
+        result, command, ack = await receive(comm), await receive(comm), await receive(comm)
+        assert result["granted"]
+        assert command["action"] == "unlock"
+        assert ack == {"type": "ack", "seq": 1}
+        assert not blocker.done()  # the shared thread was busy the whole time
+    finally:
+        release.set()
+        await blocker
+        await comm.disconnect()
