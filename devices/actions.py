@@ -28,6 +28,7 @@ from devices.models import Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import do_resolve_gone, raise_alert
 from lockerhub.models import Alert
+from lockerhub.writes import save_unique
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -732,15 +733,12 @@ def update_bank(
         changed = _changes(before, _bank_data(bank))
         if not changed:
             return bank
-        bank.full_clean(validate_unique=False)
-        taken = ValidationError({"code": f"A bank {bank.code!r} exists already."})
-        if LockerBank.objects.filter(code=bank.code).exclude(pk=bank.pk).exists():
-            raise taken
-        try:
-            with transaction.atomic():
-                bank.save(update_fields=list(changed))
-        except IntegrityError:
-            raise taken from None  # another bank took the code meanwhile
+        save_unique(
+            bank,
+            LockerBank.objects.filter(code=bank.code),
+            lambda: ValidationError({"code": f"A bank {bank.code!r} exists already."}),
+            update_fields=list(changed),
+        )
         audit.record(
             "bank.updated",
             actor=actor,

@@ -13,10 +13,13 @@ def save_unique(
     obj: models.Model,
     taken: models.QuerySet,
     refusal: Callable[[], ValidationError],
+    *,
+    update_fields: list[str] | None = None,
     **clean: Any,
 ) -> None:
-    """Validate and save ``obj``, refusing it when ``taken`` (rows holding its unique value;
-    ``obj`` itself excluded) exists or a concurrent save wins the race to the constraint.
+    """Validate and save ``obj`` (only ``update_fields`` if given), refusing it when ``taken``
+    (rows holding its unique value; ``obj`` itself excluded) exists or a concurrent save wins
+    the race to the constraint.
 
     Uniqueness is checked here rather than by ``full_clean`` so the refusal can say, in words
     a person understands, what is taken. ``refusal`` is called only once ``obj`` is valid;
@@ -27,6 +30,6 @@ def save_unique(
         raise refusal()
     try:
         with transaction.atomic():
-            obj.save()
+            obj.save(update_fields=update_fields)
     except IntegrityError:
         raise refusal() from None

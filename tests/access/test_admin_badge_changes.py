@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
@@ -21,6 +20,7 @@ from access import actions
 from access.models import Badge
 from lockerhub import audit
 from lockerhub.models import AuditEvent
+from tests.admin_pages import audited, form_errors, messages_of, rows_and_records
 from tests.conftest import World, at_admin
 
 pytestmark = pytest.mark.filterwarnings(
@@ -62,29 +62,9 @@ def badge_form(badge: Badge, **change: object) -> dict[str, object]:
     return data
 
 
-def audited(action: str) -> list[tuple[str, str, dict]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("seq")
-        .values_list("actor", "subject_id", "data")
-    )
-
-
 def snapshot() -> tuple[object, ...]:
-    return (
-        list(Badge.objects.order_by("pk").values()),
-        AuditEvent.objects.count(),
-        LogEntry.objects.count(),
-    )
-
-
-def form_errors(response: Any) -> dict[str, list[str]]:
-    assert response.status_code == 200
-    return response.context["adminform"].form.errors
-
-
-def messages_of(response: Any) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    """Everything a refused write must leave as it was."""
+    return rows_and_records(Badge)
 
 
 def test_changing_a_badge_audits_only_what_changed_old_and_new(

@@ -17,7 +17,7 @@ from django.urls import reverse
 from access.actions import update_employee
 from access.models import Badge, Employee
 from lockerhub import audit
-from lockerhub.models import AuditEvent
+from tests.admin_pages import audited, rows_and_records
 from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
@@ -62,20 +62,9 @@ def employee_form(employee: Employee | None = None, **change: object) -> dict[st
     return data
 
 
-def audited(action: str) -> list[tuple[str, str, dict]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("seq")
-        .values_list("actor", "subject_id", "data")
-    )
-
-
 def snapshot() -> tuple[object, ...]:
-    return (
-        list(Employee.objects.order_by("pk").values()),
-        AuditEvent.objects.count(),
-        LogEntry.objects.count(),
-    )
+    """Everything a refused write must leave as it was."""
+    return rows_and_records(Employee)
 
 
 def errors_of(response: Any) -> str:

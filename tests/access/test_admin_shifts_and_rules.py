@@ -5,33 +5,21 @@ everything as it was."""
 from __future__ import annotations
 
 from datetime import time
-from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
-from django.db.models import Model
 from django.test import Client
-from django.urls import reverse
 
 from access.models import AccessRule, Shift
 from lockerhub.models import AuditEvent
+from tests.admin_pages import messages_of, url
 from tests.conftest import World
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
 )  # whitenoise, no collectstatic
-
-
-def url(model: type[Model], view: str, *args: object) -> str:
-    opts = model._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
-
-
-def messages_of(response: Any) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
 
 
 def audit_of(action: str) -> list[tuple[str, str]]:

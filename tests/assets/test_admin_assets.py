@@ -4,8 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -14,6 +12,7 @@ from django.urls import reverse
 from access.actions import present_badge
 from assets.models import Asset
 from lockerhub.models import AuditEvent
+from tests.admin_pages import form_errors
 from tests.conftest import WEDNESDAY_10AM, World, at_admin
 from tests.flows import take
 
@@ -38,11 +37,6 @@ def asset_form(asset: Asset, **change: object) -> dict[str, object]:
         "status_reason": "",
         **change,
     }
-
-
-def form_errors(response: Any) -> dict[str, list[str]]:
-    assert response.status_code == 200
-    return response.context["adminform"].form.errors
 
 
 def test_an_asset_added_in_the_admin_is_registered_under_the_admins_name(

@@ -13,11 +13,8 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
-from django.db.models import Model
 from django.test import Client
-from django.urls import reverse
 from django.utils import timezone
 
 from access.models import AccessEvent, Reason
@@ -26,6 +23,7 @@ from devices.actions import update_bank, update_slot_layout
 from devices.models import LockerBank, Slot
 from lockerhub import audit
 from lockerhub.models import AuditEvent
+from tests.admin_pages import audited, form_errors, messages_of, rows_and_records, url
 from tests.conftest import World, make_bank
 
 pytestmark = pytest.mark.filterwarnings(
@@ -33,36 +31,9 @@ pytestmark = pytest.mark.filterwarnings(
 )  # whitenoise, no collectstatic
 
 
-def url(model: type[Model], view: str, *args: object) -> str:
-    opts = model._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
-
-
-def messages_of(response: Any) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
-
-
-def form_errors(response: Any) -> dict[str, list[str]]:
-    assert response.status_code == 200
-    return response.context["adminform"].form.errors
-
-
-def audited(action: str) -> list[tuple[str, str, dict]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("seq")
-        .values_list("actor", "subject_id", "data")
-    )
-
-
 def snapshot() -> tuple[object, ...]:
     """Everything a refused write must leave as it was."""
-    return (
-        list(LockerBank.objects.order_by("pk").values()),
-        list(Slot.objects.order_by("pk").values()),
-        AuditEvent.objects.count(),
-        LogEntry.objects.count(),
-    )
+    return rows_and_records(LockerBank, Slot)
 
 
 @pytest.fixture

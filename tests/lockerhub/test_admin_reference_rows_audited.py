@@ -12,28 +12,22 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.db.models import Model
 from django.forms.models import BaseModelForm
 from django.test import Client
-from django.urls import reverse
 
 from access.models import AccessRule, Department, Employee, EmployeeGroup, Shift
 from assets.models import AssetType
 from devices.models import LockerBank, Site
 from lockerhub import actions, audit
 from lockerhub.models import Alert, AlertDelivery, AuditEvent, WebhookEndpoint
+from tests.admin_pages import audited, form_errors, messages_of, rows_and_records, url
 from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:No directory at:UserWarning"
 )  # whitenoise, no collectstatic
-
-
-def url(model: type[Model] | Model, view: str, *args: object) -> str:
-    opts = model._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
 
 
 @pytest.fixture
@@ -58,14 +52,6 @@ def posted(client: Client, obj: Model, **change: object) -> dict[str, object]:
     return data
 
 
-def audited(action: str) -> list[tuple[str, str, dict]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("seq")
-        .values_list("actor", "subject_id", "data")
-    )
-
-
 def everything_recorded() -> str:
     """Every audit record's data and the admin's history, as one text to search."""
     data = " ".join(str(d) for d in AuditEvent.objects.values_list("data", flat=True))
@@ -73,18 +59,7 @@ def everything_recorded() -> str:
     return f"{data} {history}"
 
 
-def snapshot(*models: type[Model]) -> tuple[object, ...]:
-    rows = [list(m._default_manager.order_by("pk").values()) for m in models]
-    return (*rows, AuditEvent.objects.count(), LogEntry.objects.count())
-
-
-def messages_of(response: Any) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
-
-
-def form_errors(response: Any) -> dict[str, list[str]]:
-    assert response.status_code == 200
-    return response.context["adminform"].form.errors
+snapshot = rows_and_records
 
 
 # --- Adding and changing ---

@@ -12,10 +12,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
-from django.contrib.messages import get_messages
-from django.db.models import Model
 from django.test import Client
-from django.urls import reverse
 from django.utils import timezone
 
 import access.admin
@@ -26,6 +23,7 @@ from devices import actions as device_actions
 from devices.models import Slot
 from lockerhub import audit
 from lockerhub.models import AuditEvent
+from tests.admin_pages import audited, form_errors, messages_of, url
 from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
@@ -35,28 +33,6 @@ pytestmark = pytest.mark.filterwarnings(
 # WEDNESDAY_10AM's date: Ana has worked the day shift since 2026-01-01.
 TODAY = date(2026, 3, 11)
 YESTERDAY = TODAY - timedelta(days=1)
-
-
-def url(model: type[Model], view: str, *args: object) -> str:
-    opts = model._meta
-    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=args)
-
-
-def messages_of(response: Any) -> list[tuple[str, str]]:
-    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
-
-
-def form_errors(response: Any) -> dict[str, list[str]]:
-    assert response.status_code == 200
-    return response.context["adminform"].form.errors
-
-
-def audited(action: str) -> list[tuple[str, str, dict]]:
-    return list(
-        AuditEvent.objects.filter(action=action)
-        .order_by("seq")
-        .values_list("actor", "subject_id", "data")
-    )
 
 
 def iso(day: date | None) -> str:
