@@ -199,6 +199,8 @@ class Reservation(models.Model):
     requested_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who asked, as the audit log names them: also an API key, which is no database user.
+    requested_by_actor = models.CharField(max_length=64, blank=True)
     reason = models.CharField(max_length=200, blank=True)
     purpose = models.CharField(max_length=8, choices=Purpose.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

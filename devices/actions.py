@@ -166,6 +166,7 @@ def remote_open(
             slot=slot,
             purpose=Reservation.Purpose.REMOTE,
             requested_by=requested_by,
+            requested_by_actor=actor,
             reason=reason[:200],
             created_at=now,
             expires_at=now + asset_actions.reservation_timeout(),

@@ -22,7 +22,7 @@ from devices.models import LockerBank, Slot
 from lockerhub import actions, audit
 from lockerhub.alerts import conf, enabled, minutes, tap_key
 from lockerhub.alerts.notify import Recipients
-from lockerhub.models import Alert, AuditEvent
+from lockerhub.models import Alert
 
 
 @dataclass
@@ -353,15 +353,12 @@ def _remote_opens_after_hours(
     after_hours = [
         r for r in opens if not within_site_hours(r.created_at.astimezone(r.slot.bank.site.tz))
     ]
-    callers = _remote_open_callers([r for r in after_hours if r.requested_by is None])
+    key_names = _api_key_names(after_hours)
     for reservation in after_hours:
         slot = reservation.slot
         bank = slot.bank
         local = reservation.created_at.astimezone(bank.site.tz)
-        if reservation.requested_by is not None:
-            who = reservation.requested_by.get_username()
-        else:
-            who = callers.get(reservation.pk, "someone")
+        who = _caller(reservation, key_names)
         _raise(
             result,
             Alert.Kind.SUSPICIOUS_ACCESS,
@@ -379,39 +376,22 @@ def _remote_opens_after_hours(
         )
 
 
-def _remote_open_callers(reservations: list[Reservation]) -> dict[int, str]:
-    """Who asked for remote opens that name no user, by reservation: an API key, mostly.
+def _api_key_names(reservations: list[Reservation]) -> dict[int, str]:
+    """The names of the API keys that asked for ``reservations``, by key id (one query)."""
+    key_ids = {_api_key_id(r.requested_by_actor) for r in reservations} - {None}
+    return dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "name"))
 
-    A key is no database user, so only the audit log names it (``audit.caller``): in the
-    event ``remote_open`` records with the reservation, for the same door at the same instant.
-    Two queries whatever the number of opens.
-    """
-    if not reservations:
-        return {}
-    events = AuditEvent.objects.filter(
-        action="slot.remote_open",
-        subject_type=Slot._meta.label_lower,
-        subject_id__in={str(r.slot_id) for r in reservations},
-        at__in={r.created_at for r in reservations},
-    ).values_list("subject_id", "at", "actor")
-    actor_of = {(subject_id, at): actor for subject_id, at, actor in events}
-    actors = {
-        r.pk: actor_of[key]
-        for r in reservations
-        if (key := (str(r.slot_id), r.created_at)) in actor_of
-    }
-    key_ids = {_api_key_id(actor) for actor in actors.values()} - {None}
-    names = dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "name"))
-    callers = {}
-    for pk, actor in actors.items():
-        key_id = _api_key_id(actor)
-        if key_id is None:
-            callers[pk] = actor  # a user since removed: the log still says who it was
-        elif key_id in names:
-            callers[pk] = f"API key {names[key_id]} (#{key_id})"
-        else:
-            callers[pk] = f"API key #{key_id}"
-    return callers
+
+def _caller(reservation: Reservation, key_names: dict[int, str]) -> str:
+    """Who asked for a remote open, in words: a user, an API key, or the actor on record."""
+    if reservation.requested_by is not None:
+        return reservation.requested_by.get_username()
+    key_id = _api_key_id(reservation.requested_by_actor)
+    if key_id is None:
+        return reservation.requested_by_actor or "someone"  # e.g. a user since removed
+    if key_id in key_names:
+        return f"API key {key_names[key_id]} (#{key_id})"
+    return f"API key #{key_id}"
 
 
 def _api_key_id(actor: str) -> int | None:
