@@ -766,15 +766,22 @@ def check_delete_bank(bank: LockerBank) -> None:
         raise ValidationError(
             f"{bank.code} still holds devices behind door(s) {doors}: empty those slots first."
         )
-    if (
-        Reservation.objects.filter(slot__bank=bank).exists()
-        or Checkout.objects.filter(Q(slot_out__bank=bank) | Q(slot_back__bank=bank)).exists()
-        or AccessEvent.objects.filter(bank=bank).exists()
-    ):
+    if _served_takes("__bank", bank) or AccessEvent.objects.filter(bank=bank).exists():
         raise ValidationError(
             f"{bank.code} has checkout, reservation or badge-tap history, which stays on "
             "record: it cannot be deleted."
         )
+
+
+def _served_takes(through: str, value: object) -> bool:
+    """Whether a take or return ever went through the slot (``through=""``) or any slot of
+    the bank (``through="__bank"``) that ``value`` is: its history stays on record."""
+    return (
+        Reservation.objects.filter(**{f"slot{through}": value}).exists()
+        or Checkout.objects.filter(
+            Q(**{f"slot_out{through}": value}) | Q(**{f"slot_back{through}": value})
+        ).exists()
+    )
 
 
 def delete_bank(bank: LockerBank, *, actor: str, now: datetime | None = None) -> None:
@@ -926,10 +933,7 @@ def check_delete_slot(slot: Slot) -> None:
         raise ValidationError(
             f"{slot} holds {slot.asset}: take the device out (empty the slot) before deleting it."
         )
-    if (
-        Reservation.objects.filter(slot=slot).exists()
-        or Checkout.objects.filter(Q(slot_out=slot) | Q(slot_back=slot)).exists()
-    ):
+    if _served_takes("", slot):
         raise ValidationError(
             f"{slot} has take and return history, which stays on record: take it out of "
             "service instead."

@@ -10,6 +10,7 @@ from django.contrib.messages import get_messages
 from django.db.models import Model
 from django.urls import reverse
 
+from devices.models import Slot
 from lockerhub.models import AuditEvent
 
 
@@ -44,3 +45,18 @@ def rows_and_records(*models: type[Model]) -> tuple[object, ...]:
     write must leave as it was."""
     rows = [list(m._default_manager.order_by("pk").values()) for m in models]
     return (*rows, AuditEvent.objects.count(), LogEntry.objects.count())
+
+
+def slot_form(slot: Slot, **change: object) -> dict[str, object]:
+    """A door's admin page as posted untouched, then ``change`` (a None value leaves a field out)."""
+    form: dict[str, object] = {
+        "number": str(slot.number),
+        "board": str(slot.board),
+        "lock_index": str(slot.lock_index),
+        "size": slot.size,
+        "asset": str(slot.asset_id or ""),
+    }
+    if slot.has_charger:
+        form["has_charger"] = "on"
+    form.update(change)
+    return {k: v for k, v in form.items() if v is not None}

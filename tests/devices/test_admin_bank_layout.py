@@ -23,7 +23,7 @@ from devices.actions import update_bank, update_slot_layout
 from devices.models import LockerBank, Slot
 from lockerhub import audit
 from lockerhub.models import AuditEvent
-from tests.admin_pages import audited, form_errors, messages_of, rows_and_records, url
+from tests.admin_pages import audited, form_errors, messages_of, rows_and_records, slot_form, url
 from tests.conftest import World, make_bank
 
 pytestmark = pytest.mark.filterwarnings(
@@ -43,20 +43,6 @@ def spare_bank(world: World) -> LockerBank:
 
 
 # --- Doors: the slot's own page ---
-
-
-def slot_form(slot: Slot, **change: object) -> dict[str, object]:
-    form: dict[str, object] = {
-        "number": str(slot.number),
-        "board": str(slot.board),
-        "lock_index": str(slot.lock_index),
-        "size": slot.size,
-        "asset": str(slot.asset_id or ""),
-    }
-    if slot.has_charger:
-        form["has_charger"] = "on"
-    form.update(change)
-    return {k: v for k, v in form.items() if v is not None}
 
 
 def test_a_layout_change_is_audited_with_old_and_new_values(

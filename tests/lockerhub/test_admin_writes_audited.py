@@ -23,7 +23,7 @@ from devices import actions as device_actions
 from devices.models import Slot
 from lockerhub import audit
 from lockerhub.models import AuditEvent
-from tests.admin_pages import audited, form_errors, messages_of, url
+from tests.admin_pages import audited, form_errors, messages_of, slot_form, url
 from tests.conftest import World, at_admin, make_employee
 
 pytestmark = pytest.mark.filterwarnings(
@@ -369,20 +369,6 @@ def staff(supervisor: User) -> Client:
 def spare(world: World) -> Asset:
     """A scanner in no slot."""
     return Asset.objects.create(asset_tag="SC-3001", asset_type=world.scanner)
-
-
-def slot_form(slot: Slot, **change: object) -> dict[str, object]:
-    form: dict[str, object] = {
-        "number": str(slot.number),
-        "board": str(slot.board),
-        "lock_index": str(slot.lock_index),
-        "size": slot.size,
-        "asset": str(slot.asset_id or ""),
-    }
-    if slot.has_charger:
-        form["has_charger"] = "on"
-    form.update(change)
-    return form
 
 
 def test_stocking_an_empty_slot_is_audited_under_the_staff_members_name(
