@@ -75,6 +75,7 @@ DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SETUP_TIMEOUT = 120.0
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
+SERVER_APPS = {"lockerhub": "lockerhub.asgi:application", "floor": "bench.floor_server:application"}
 
 
 # -- options and plan ---------------------------------------------------------------------------
@@ -103,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="load processes hosting the banks (default: cores, 2 to 4)",
     )
     parser.add_argument("--servers", type=int, default=1, help="Daphne processes (default 1)")
+    parser.add_argument(
+        "--server-app",
+        choices=sorted(SERVER_APPS),
+        default="lockerhub",
+        help="lockerhub (default), or floor: the protocol answered from memory by Daphne and "
+        "Channels alone (bench/floor_server.py), to see what the machine can do without the "
+        "server's own work",
+    )
     parser.add_argument(
         "--poll-hz", type=float, default=10.0, help="lock bus polls per second (default 10)"
     )
@@ -603,11 +612,11 @@ def run_python(args: list[str], env: dict[str, str], what: str) -> None:
         raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
 
-def start_server(env: dict[str, str], log_dir: Path) -> Server:
+def start_server(env: dict[str, str], log_dir: Path, app: str = SERVER_APPS["lockerhub"]) -> Server:
     port = free_port()
     log_file = open(log_dir / f"daphne-{port}.log", "w")  # noqa: SIM115 - closed by Server.stop
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "lockerhub.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
         cwd=ROOT,
         env=env,
         stdout=log_file,
@@ -654,6 +663,7 @@ class Report:
     servers: int
     cores: int
     fail_after: float
+    server_app: str = "lockerhub"
     taps_sent: int = 0
     achieved_rate: float = 0.0
     unlocks: int = 0
@@ -685,7 +695,7 @@ class Report:
         rows = [
             ("cores", f"{self.cores}"),
             ("banks", f"{self.banks}"),
-            ("load processes / servers", f"{self.processes} / {self.servers}"),
+            ("load processes / servers", f"{self.processes} / {self.servers} ({self.server_app})"),
             ("target taps/s", f"{self.target_rate:g}"),
             ("taps sent (measured)", f"{self.taps_sent} in {self.duration:g} s"),
             ("achieved taps/s", f"{self.achieved_rate:.1f}"),
@@ -733,6 +743,7 @@ def summarise(taps: list[Tap], opts: argparse.Namespace, servers: list[Server]) 
         servers=opts.servers,
         cores=os.cpu_count() or 0,
         fail_after=opts.fail_after,
+        server_app=opts.server_app,
     )
     sent = [t for t in measured if t.submitted is not None]
     report.taps_sent = len(sent)
@@ -826,10 +837,14 @@ def run(opts: argparse.Namespace) -> tuple[Report, list[Tap]]:
             "building the data",
         )  # fmt: skip
         world = json.loads(world_file.read_text())
-        world_file.unlink()
+        if opts.server_app == "floor":
+            env["LOCKERHUB_BENCH_WORLD"] = str(world_file)  # removed with work_dir
+        else:
+            world_file.unlink()
         log_dir = Path(opts.log_dir) if opts.log_dir else work_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        servers = [start_server(env, log_dir) for _ in range(opts.servers)]
+        app = SERVER_APPS[opts.server_app]
+        servers = [start_server(env, log_dir, app) for _ in range(opts.servers)]
         plans = [
             BankPlan(
                 index=i,

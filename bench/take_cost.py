@@ -1,0 +1,220 @@
+"""What one take and one return cost the server, without the network: CPU, statements, PostgreSQL.
+
+The tap-to-unlock benchmark (``bench/tap_to_unlock.py``) measures what a person feels at the
+bank, with every process of the system on one machine. This one isolates the server's own
+work: it feeds the device consumer's ``apply_event`` (the exact code a bank worker's messages
+run through) the five events of a take and the five of a return — the badge, the unlock's
+result, door open, presence, door closed — in this process, and reports per event type the
+Python CPU, the wall time, the SQL statements and the PostgreSQL backend's CPU::
+
+    .venv/bin/python -m bench.take_cost                    # 200 take+return cycles
+    .venv/bin/python -m bench.take_cost --cycles 50 --profile 25
+
+It makes (and drops) its own PostgreSQL database, like the tap-to-unlock benchmark; with
+``--database-url sqlite`` it runs on a temporary SQLite file instead. Live events (the
+channel layer) are collected but not sent, as the consumer sends them after its reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.tap_to_unlock import (  # noqa: E402
+    DEFAULT_DATABASE_URL,
+    cpu_seconds,
+    drop_database,
+    recreate_database,
+    run_python,
+    server_env,
+)
+
+EVENTS = ("badge", "command_result", "door_open", "presence", "door_closed")
+
+
+def _measure(opts: argparse.Namespace) -> dict[str, Any]:
+    """Run inside a process whose environment names the benchmark's database."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from bench.tap_world import build_world
+    from devices.consumers import DeviceConsumer
+    from devices.models import LockerBank
+    from devices.protocol import parse
+
+    world = build_world(1, 2)
+    bank_data = world["banks"][0]
+    consumer = DeviceConsumer()
+    consumer.bank = LockerBank.objects.select_related("site").get(code=bank_data["code"])
+    slots = {number: present for number, _, _, present in bank_data["slots"]}
+    uid = bank_data["uids"][0]
+    seq = 0
+    statements = 0
+
+    def count(execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
+        nonlocal statements
+        statements += 1
+        return execute(sql, params, many, context)
+
+    def send(kind: str, **body: Any) -> list[dict[str, Any]]:
+        nonlocal seq
+        seq += 1
+        message = parse(json.dumps({"type": kind, "seq": seq, **body}))
+        replies, _outbox = consumer.apply_event(message)
+        return replies
+
+    connection.ensure_connection()
+    backend_pid = connection.connection.info.backend_pid if connection.vendor == "postgresql" else None
+    cpu: dict[str, list[float]] = defaultdict(list)
+    wall: dict[str, list[float]] = defaultdict(list)
+    queries: dict[str, list[int]] = defaultdict(list)
+    pg: dict[str, float] = defaultdict(float)
+    profiler = cProfile.Profile() if opts.profile else None
+
+    def step(name: str, measured: bool, action: Callable[[], Any]) -> Any:
+        nonlocal statements
+        statements = 0
+        pg_before = cpu_seconds(backend_pid) if backend_pid else 0.0
+        c0, w0 = time.process_time(), time.perf_counter()
+        if profiler and measured:
+            profiler.enable()
+        with connection.execute_wrapper(count):
+            result = action()
+        if profiler and measured:
+            profiler.disable()
+        c1, w1 = time.process_time(), time.perf_counter()
+        if measured:
+            cpu[name].append((c1 - c0) * 1000)
+            wall[name].append((w1 - w0) * 1000)
+            queries[name].append(statements)
+            if backend_pid:
+                pg[name] += (cpu_seconds(backend_pid) - pg_before) * 1000
+        return result
+
+    send("snapshot", slots=[
+        {"slot": n, "door_open": False, "present": p, "charge_state": "charged" if p else "empty"}
+        for n, p in slots.items()
+    ])  # fmt: skip
+    cycles = opts.warmup + opts.cycles
+    for i in range(cycles):
+        measured = i >= opts.warmup
+        for purpose in ("take", "return"):
+            replies = step("badge", measured, lambda: send("badge", uid=uid))
+            result = next(r for r in replies if r["type"] == "tap_result")
+            if not result["granted"]:
+                raise RuntimeError(f"{purpose} refused: {result}")
+            command = next(r for r in replies if r["type"] == "command")
+            number = command["slot"]
+            step("command_result", measured,
+                 lambda: send("command_result", id=command["id"], status="done"))  # fmt: skip
+            step("door_open", measured, lambda: send("door", slot=number, open=True))
+            slots[number] = purpose == "return"
+            step("presence", measured,
+                 lambda: send("presence", slot=number, present=slots[number]))  # fmt: skip
+            step("door_closed", measured, lambda: send("door", slot=number, open=False))
+
+    taps = 2 * opts.cycles
+    report: dict[str, Any] = {"vendor": connection.vendor, "taps": taps, "events": {}}
+    for name in EVENTS:
+        report["events"][name] = {
+            "cpu_ms": sum(cpu[name]) / taps,
+            "wall_ms_p50": statistics.median(wall[name]),
+            "statements": sum(queries[name]) / taps,
+            "postgresql_cpu_ms": pg[name] / taps if backend_pid else None,
+        }
+    if profiler:
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(opts.profile)
+        stats.sort_stats("tottime").print_stats(opts.profile)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"server cost per tap ({report['vendor']}, {report['taps']} taps, take and return alike)")
+    print(f"{'event':<16}{'CPU ms':>9}{'wall p50 ms':>13}{'statements':>12}{'PostgreSQL ms':>15}")
+    total = defaultdict(float)
+    for name, figures in report["events"].items():
+        pg = figures["postgresql_cpu_ms"]
+        print(
+            f"{name:<16}{figures['cpu_ms']:>9.2f}{figures['wall_ms_p50']:>13.2f}"
+            f"{figures['statements']:>12.1f}{'' if pg is None else f'{pg:.2f}':>15}"
+        )
+        for key in ("cpu_ms", "wall_ms_p50", "statements"):
+            total[key] += figures[key]
+        total["pg"] += pg or 0.0
+    print(
+        f"{'per tap':<16}{total['cpu_ms']:>9.2f}{total['wall_ms_p50']:>13.2f}"
+        f"{total['statements']:>12.1f}{total['pg'] if report['vendor'] == 'postgresql' else '':>15.2f}"
+        if report["vendor"] == "postgresql"
+        else f"{'per tap':<16}{total['cpu_ms']:>9.2f}{total['wall_ms_p50']:>13.2f}{total['statements']:>12.1f}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.take_cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--cycles", type=int, default=200, help="measured take+return cycles (default 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="cycles not counted (default 20)")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL.replace("_tap", "_cost"),
+                        help="a PostgreSQL URL whose database is dropped and made again, or 'sqlite'")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print the N costliest functions (cProfile) to stderr")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    if opts.child:
+        report = _measure(opts)
+        Path(opts.child).write_text(json.dumps(report))
+        return 0
+    sqlite = opts.database_url == "sqlite"
+    with tempfile.TemporaryDirectory(prefix="lockerhub-take-cost-") as work:
+        if sqlite:
+            env = server_env("", "", Path(work))
+            env.pop("DATABASE_URL")
+            env.pop("REDIS_URL")
+            env["SECRET_KEY"] = uuid.uuid4().hex * 2
+        else:
+            recreate_database(opts.database_url)
+            env = server_env(opts.database_url, "redis://127.0.0.1:6379/14", Path(work))
+        try:
+            run_python(["manage.py", "migrate", "--noinput"], env, "migrate")
+            out = Path(work) / "report.json"
+            args = [*(argv if argv is not None else sys.argv[1:]), "--child", str(out)]
+            done = subprocess.run([sys.executable, "-m", "bench.take_cost", *args], cwd=ROOT, env=env)
+            if done.returncode != 0:
+                return done.returncode
+            report = json.loads(out.read_text())
+        finally:
+            if not sqlite:
+                drop_database(opts.database_url)
+    print_report(report)
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lockerhub.settings")
+    sys.exit(main())
