@@ -45,11 +45,13 @@ class SlotChange:
 
 
 def _locked_slot(bank: LockerBank, number: int) -> Slot:
-    return (
+    slot = (
         Slot.objects.select_for_update(of=("self",))
-        .select_related("bank", "asset")
+        .select_related("asset")
         .get(bank=bank, number=number)
     )
+    slot.bank = bank  # the caller's row: no join to read it again on every sensor event
+    return slot
 
 
 def record_slot_state(
@@ -217,6 +219,10 @@ def send_command(bank: LockerBank, command: dict) -> None:
 
 def record_heartbeat(bank: LockerBank, at: datetime) -> bool:
     """Note a heartbeat; returns True when the bank just came back online."""
+    # The usual case, a bank already online, is one statement in autocommit: every bank sends
+    # one every few seconds.
+    if LockerBank.objects.filter(pk=bank.pk, is_online=True).update(last_heartbeat_at=at):
+        return False
     with transaction.atomic():
         came_online = (
             LockerBank.objects.filter(pk=bank.pk, is_online=False).update(
@@ -374,6 +380,12 @@ def register_worker(bank: LockerBank, worker_id: uuid.UUID, *, at: datetime) -> 
     return bank.last_event_seq
 
 
+_CLAIM_SEQ_SQL = (
+    f'UPDATE "{LockerBank._meta.db_table}" SET "last_event_seq" = %s '
+    'WHERE "id" = %s AND "last_event_seq" < %s'
+)
+
+
 def apply_worker_event(
     bank: LockerBank, seq: int, apply: Callable[[LockerBank], T]
 ) -> tuple[bool, T | None]:
@@ -385,9 +397,10 @@ def apply_worker_event(
     with transaction.atomic():
         # One statement both claims the sequence number and takes the bank's row lock, which
         # is held to commit: events of one bank are applied one at a time, in order.
-        claimed = LockerBank.objects.filter(pk=bank.pk, last_event_seq__lt=seq).update(
-            last_event_seq=seq
-        )
+        # Written out, not built by the ORM: every event of every bank runs it.
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute(_CLAIM_SEQ_SQL, [seq, bank.pk, seq])
+            claimed = cursor.rowcount
         if not claimed:
             return False, None
         if seq > bank.last_event_seq + 1:
