@@ -96,9 +96,10 @@ def do_reserve_take(
     for slot_id in candidate_ids:
         slot = (
             Slot.objects.select_for_update(of=("self",))
-            .select_related("asset__asset_type", "bank")
+            .select_related("asset__asset_type")
             .get(pk=slot_id)
         )
+        slot.bank = bank  # the candidates are this bank's: no join to read it again
         if slot.asset_id is not None:
             # The join above read the asset as it was when this statement began; a retirement
             # committed while we waited for the slot is seen only by locking the asset itself.
@@ -167,7 +168,8 @@ def do_reserve_return(
         candidates.remove(checkout.slot_out_id)
         candidates.insert(0, checkout.slot_out_id)
     for slot_id in candidates:
-        slot = Slot.objects.select_for_update(of=("self",)).select_related("bank").get(pk=slot_id)
+        slot = Slot.objects.select_for_update(of=("self",)).get(pk=slot_id)
+        slot.bank = bank  # the candidates are this bank's
         if (
             slot.asset_id is not None
             or slot.out_of_service
@@ -258,7 +260,11 @@ def do_presence_changed(slot: Slot, present: bool, at: datetime) -> None:
 
 
 def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | None:
-    """The door of ``slot`` closed: finish, or cancel, the reservation that opened it."""
+    """The door of ``slot`` closed: finish, or cancel, the reservation that opened it.
+
+    A completed take or return sets ``slot.asset``; the caller (``record_slot_state``) saves
+    the slot once, with its door state.
+    """
     reservation = (
         Reservation.objects.select_for_update(of=("self",))
         .select_related("checkout__asset__asset_type")
@@ -290,7 +296,6 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
             asset.status = Asset.Status.CHECKED_OUT
             asset.save(update_fields=["status"])
             slot.asset = None
-            slot.save(update_fields=["asset"])
             action = "take.completed"
         else:
             reservation.status = Reservation.Status.CANCELLED
@@ -313,7 +318,6 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
             )
             asset.save(update_fields=["status"])
             slot.asset = asset
-            slot.save(update_fields=["asset"])
             action = "return.completed"
         else:
             reservation.status = Reservation.Status.CANCELLED

@@ -87,12 +87,15 @@ def record_slot_state(
             slot.lock_state = Slot.LockState.LOCKED
             slot.door_opened_at = None
             slot.state_changed_at = at
-            slot.save(
-                update_fields=["door_state", "lock_state", "door_opened_at", "state_changed_at"]
-            )
             change.reservation = (
                 asset_actions.do_door_closed(slot, at, actor=actor) or change.reservation
             )
+            # One UPDATE for the door and the device a completed take or return moved.
+            slot.save(
+                update_fields=[
+                    "door_state", "lock_state", "door_opened_at", "state_changed_at", "asset"
+                ]
+            )  # fmt: skip
             change.changed = True
         if charge_state is not None and charge_state != slot.charge_state:
             slot.set_charge_state(charge_state, at)

@@ -156,3 +156,20 @@ def test_a_forced_door_alert_names_its_slot_and_is_keyed_on_utc(world: World) ->
     alert = Alert.objects.get(rule="door-forced")
     assert alert.slot == world.slot(5)
     assert alert.dedup_key.endswith(f":{NOW.astimezone(UTC):%Y%m%d%H%M}")
+
+
+def test_a_heartbeat_from_a_bank_already_online_is_one_statement(
+    world: World, django_assert_num_queries
+) -> None:
+    # Every bank sends one every few seconds: the usual case must stay cheap.
+    LockerBank.objects.filter(pk=world.bank.pk).update(
+        is_online=True, last_heartbeat_at=NOW - timedelta(seconds=5)
+    )
+    records = AuditEvent.objects.count()
+
+    with django_assert_num_queries(1):
+        assert record_heartbeat(world.bank, NOW) is False
+
+    bank = LockerBank.objects.get(pk=world.bank.pk)
+    assert (bank.is_online, bank.last_heartbeat_at) == (True, NOW)
+    assert AuditEvent.objects.count() == records

@@ -50,3 +50,26 @@ def test_small_benchmark_prints_percentiles_and_every_tap_unlocks(capsys) -> Non
     for figure in ("server", "PostgreSQL", "load processes", "machine"):
         assert re.search(rf"{figure} CPU ms per tap\s+\d+\.\d", out), out
     assert status == 0
+
+
+def test_the_framework_floor_answers_every_tap_from_memory(capsys) -> None:
+    # --server-app floor: Daphne and Channels answer the protocol without the database, so a
+    # run shows what the machine does with the server's own work taken away.
+    database_url = bench_database_url()
+    if database_url is None:
+        pytest.skip("the benchmark runs against PostgreSQL: set DATABASE_URL to a postgres:// URL")
+
+    status = main(
+        [
+            "--banks", "2", "--rate", "4", "--duration", "3", "--warmup", "1",
+            "--processes", "1", "--server-app", "floor",
+            "--database-url", database_url, "--redis-url", settings.REDIS_URL,
+        ]
+    )  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert re.search(r"load processes / servers\s+1 / 1 \(floor\)", out), out
+    assert re.search(r"^unlocks\s+12 ", out, re.MULTILINE), out
+    assert re.search(r"^failures\s+0 ", out, re.MULTILINE), out
+    assert re.search(r"^denials\s+0 ", out, re.MULTILINE), out
+    assert status == 0

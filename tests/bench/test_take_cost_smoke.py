@@ -1,0 +1,36 @@
+"""The server-cost benchmark runs a take and a return through the device consumer and reports
+every event. Its figures are not checked (speed is reported, never asserted); that every event
+was measured, and the statement counts, are."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.take_cost import EVENTS, main
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_event_of_a_take_and_a_return_is_measured(tmp_path, capsys) -> None:
+    out_file = tmp_path / "cost.json"
+
+    status = main(
+        ["--cycles", "2", "--warmup", "1", "--database-url", "sqlite", "--json", str(out_file)]
+    )
+
+    out = capsys.readouterr().out
+    assert status == 0
+    report = json.loads(out_file.read_text())
+    assert report["vendor"] == "sqlite" and report["taps"] == 4
+    assert list(report["events"]) == list(EVENTS)
+    events = report["events"]
+    # A command result that reports success only claims its sequence number: the least work.
+    assert events["command_result"]["statements"] == min(e["statements"] for e in events.values())
+    assert events["command_result"]["statements"] < events["presence"]["statements"]
+    # The badge decides, reserves and records: it reads and writes.
+    assert events["badge"]["statements"] > 5
+    for name in EVENTS:
+        assert f"\n{name} " in out, out
+    assert "per tap" in out
