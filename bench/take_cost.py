@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def _measure(opts: argparse.Namespace) -> dict[str, Any]:
         return replies
 
     connection.ensure_connection()
-    backend_pid = connection.connection.info.backend_pid if connection.vendor == "postgresql" else None
+    backend_pid = (
+        connection.connection.info.backend_pid if connection.vendor == "postgresql" else None
+    )
     cpu: dict[str, list[float]] = defaultdict(list)
     wall: dict[str, list[float]] = defaultdict(list)
     queries: dict[str, list[int]] = defaultdict(list)
@@ -118,19 +121,20 @@ def _measure(opts: argparse.Namespace) -> dict[str, Any]:
     for i in range(cycles):
         measured = i >= opts.warmup
         for purpose in ("take", "return"):
-            replies = step("badge", measured, lambda: send("badge", uid=uid))
+            replies = step("badge", measured, partial(send, "badge", uid=uid))
             result = next(r for r in replies if r["type"] == "tap_result")
             if not result["granted"]:
                 raise RuntimeError(f"{purpose} refused: {result}")
             command = next(r for r in replies if r["type"] == "command")
             number = command["slot"]
-            step("command_result", measured,
-                 lambda: send("command_result", id=command["id"], status="done"))  # fmt: skip
-            step("door_open", measured, lambda: send("door", slot=number, open=True))
             slots[number] = purpose == "return"
-            step("presence", measured,
-                 lambda: send("presence", slot=number, present=slots[number]))  # fmt: skip
-            step("door_closed", measured, lambda: send("door", slot=number, open=False))
+            for name, kind, body in (
+                ("command_result", "command_result", {"id": command["id"], "status": "done"}),
+                ("door_open", "door", {"slot": number, "open": True}),
+                ("presence", "presence", {"slot": number, "present": slots[number]}),
+                ("door_closed", "door", {"slot": number, "open": False}),
+            ):
+                step(name, measured, partial(send, kind, **body))
 
     taps = 2 * opts.cycles
     report: dict[str, Any] = {"vendor": connection.vendor, "taps": taps, "events": {}}
@@ -170,13 +174,25 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.take_cost", description=__doc__.split("\n")[0])
-    parser.add_argument("--cycles", type=int, default=200, help="measured take+return cycles (default 200)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.take_cost", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--cycles", type=int, default=200, help="measured take+return cycles (default 200)"
+    )
     parser.add_argument("--warmup", type=int, default=20, help="cycles not counted (default 20)")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL.replace("_tap", "_cost"),
-                        help="a PostgreSQL URL whose database is dropped and made again, or 'sqlite'")
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="print the N costliest functions (cProfile) to stderr")
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL.replace("_tap", "_cost"),
+        help="a PostgreSQL URL whose database is dropped and made again, or 'sqlite'",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N costliest functions (cProfile) to stderr",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser  # fmt: skip
@@ -202,7 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_python(["manage.py", "migrate", "--noinput"], env, "migrate")
             out = Path(work) / "report.json"
             args = [*(argv if argv is not None else sys.argv[1:]), "--child", str(out)]
-            done = subprocess.run([sys.executable, "-m", "bench.take_cost", *args], cwd=ROOT, env=env)
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.take_cost", *args], cwd=ROOT, env=env
+            )
             if done.returncode != 0:
                 return done.returncode
             report = json.loads(out.read_text())

@@ -383,10 +383,7 @@ def register_worker(bank: LockerBank, worker_id: uuid.UUID, *, at: datetime) -> 
     return bank.last_event_seq
 
 
-_CLAIM_SEQ_SQL = (
-    f'UPDATE "{LockerBank._meta.db_table}" SET "last_event_seq" = %s '
-    'WHERE "id" = %s AND "last_event_seq" < %s'
-)
+_CLAIM_SEQ_SQL = 'UPDATE "devices_lockerbank" SET "last_event_seq" = %s WHERE "id" = %s AND "last_event_seq" < %s'
 
 
 def apply_worker_event(

@@ -82,7 +82,7 @@ def record(
             for field in _INSERTED_FIELDS
         ]
         if connection.features.can_return_columns_from_insert:
-            cursor.execute(f"{_INSERT_SQL} RETURNING {_quote('id')}", values)
+            cursor.execute(f'{_INSERT_SQL} RETURNING "id"', values)
             event.pk = cursor.fetchone()[0]
         else:
             cursor.execute(_INSERT_SQL, values)
@@ -93,30 +93,24 @@ def record(
     return event
 
 
-def _quote(name: str) -> str:
-    return f'"{name}"'  # PostgreSQL and SQLite alike
-
-
 _INSERTED_FIELDS = [
     AuditEvent._meta.get_field(name)
     for name in (
         "seq", "at", "actor", "action", "subject_type", "subject_id", "data", "prev_hash", "hash"
     )
 ]  # fmt: skip
+# Plain SQL that PostgreSQL and SQLite both speak; SQLite has no FOR UPDATE (its IMMEDIATE
+# transactions already hold the write lock).
 _HEAD_SQL = {
-    locks: f"SELECT {_quote('seq')}, {_quote('hash')} FROM {_quote(AuditHead._meta.db_table)} "
-    f"WHERE {_quote('id')} = 1" + (" FOR UPDATE" if locks else "")
-    for locks in (False, True)
+    False: 'SELECT "seq", "hash" FROM "lockerhub_audithead" WHERE "id" = 1',
+    True: 'SELECT "seq", "hash" FROM "lockerhub_audithead" WHERE "id" = 1 FOR UPDATE',
 }
 _INSERT_SQL = (
-    f"INSERT INTO {_quote(AuditEvent._meta.db_table)} "
-    f"({', '.join(_quote(f.column) for f in _INSERTED_FIELDS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_INSERTED_FIELDS))})"
+    'INSERT INTO "lockerhub_auditevent" '
+    '("seq", "at", "actor", "action", "subject_type", "subject_id", "data", "prev_hash", "hash") '
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_UPDATE_HEAD_SQL = (
-    f"UPDATE {_quote(AuditHead._meta.db_table)} SET {_quote('seq')} = %s, {_quote('hash')} = %s "
-    f"WHERE {_quote('id')} = 1"
-)
+_UPDATE_HEAD_SQL = 'UPDATE "lockerhub_audithead" SET "seq" = %s, "hash" = %s WHERE "id" = 1'
 
 
 def _jsonable(value: Any) -> Any:

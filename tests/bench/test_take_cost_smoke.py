@@ -23,7 +23,8 @@ def test_every_event_of_a_take_and_a_return_is_measured(tmp_path, capsys) -> Non
     out = capsys.readouterr().out
     assert status == 0
     report = json.loads(out_file.read_text())
-    assert report["vendor"] == "sqlite" and report["taps"] == 4
+    assert report["vendor"] == "sqlite"
+    assert report["taps"] == 4
     assert list(report["events"]) == list(EVENTS)
     events = report["events"]
     # A command result that reports success only claims its sequence number: the least work.
