@@ -153,6 +153,7 @@ def _measure(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
+    """One row per event, then the sum: what one tap costs the server."""
     print(f"server cost per tap ({report['vendor']}, {report['taps']} taps, take and return alike)")
     print(f"{'event':<16}{'CPU ms':>9}{'wall p50 ms':>13}{'statements':>12}{'PostgreSQL ms':>15}")
     total = defaultdict(float)
@@ -165,11 +166,10 @@ def print_report(report: dict[str, Any]) -> None:
         for key in ("cpu_ms", "wall_ms_p50", "statements"):
             total[key] += figures[key]
         total["pg"] += pg or 0.0
+    pg_total = f"{total['pg']:.2f}" if report["vendor"] == "postgresql" else ""
     print(
         f"{'per tap':<16}{total['cpu_ms']:>9.2f}{total['wall_ms_p50']:>13.2f}"
-        f"{total['statements']:>12.1f}{total['pg'] if report['vendor'] == 'postgresql' else '':>15.2f}"
-        if report["vendor"] == "postgresql"
-        else f"{'per tap':<16}{total['cpu_ms']:>9.2f}{total['wall_ms_p50']:>13.2f}{total['statements']:>12.1f}"
+        f"{total['statements']:>12.1f}{pg_total:>15}"
     )
 
 
@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Make the database, measure in a child process that loads Django, print the figures."""
     opts = build_parser().parse_args(argv)
     if opts.child:
         report = _measure(opts)

@@ -28,19 +28,23 @@ def bench_database_url() -> str | None:
     return urllib.parse.urlunsplit(parts._replace(path=f"/lockerhub_bench_smoke_{os.getpid()}"))
 
 
-def test_small_benchmark_prints_percentiles_and_every_tap_unlocks(capsys) -> None:
+def run_small(capsys, *extra: str) -> tuple[int, str]:
+    """2 banks at 4 taps/s for 3 s on the test run's PostgreSQL; (exit status, printout)."""
     database_url = bench_database_url()
     if database_url is None:
         pytest.skip("the benchmark runs against PostgreSQL: set DATABASE_URL to a postgres:// URL")
-
     status = main(
         [
-            "--banks", "2", "--rate", "4", "--duration", "3", "--warmup", "1",
-            "--processes", "1", "--database-url", database_url, "--redis-url", settings.REDIS_URL,
+            "--banks", "2", "--rate", "4", "--duration", "3", "--warmup", "1", "--processes", "1",
+            "--database-url", database_url, "--redis-url", settings.REDIS_URL, *extra,
         ]
     )  # fmt: skip
+    return status, capsys.readouterr().out
 
-    out = capsys.readouterr().out
+
+def test_small_benchmark_prints_percentiles_and_every_tap_unlocks(capsys) -> None:
+    status, out = run_small(capsys)
+
     for figure in ("p50", "p95", "p99"):
         assert re.search(rf"latency {figure} ms\s+\d+\.\d", out), out
     assert re.search(r"taps sent \(measured\)\s+12 in 3 s", out), out
@@ -55,19 +59,8 @@ def test_small_benchmark_prints_percentiles_and_every_tap_unlocks(capsys) -> Non
 def test_the_framework_floor_answers_every_tap_from_memory(capsys) -> None:
     # --server-app floor: Daphne and Channels answer the protocol without the database, so a
     # run shows what the machine does with the server's own work taken away.
-    database_url = bench_database_url()
-    if database_url is None:
-        pytest.skip("the benchmark runs against PostgreSQL: set DATABASE_URL to a postgres:// URL")
+    status, out = run_small(capsys, "--server-app", "floor")
 
-    status = main(
-        [
-            "--banks", "2", "--rate", "4", "--duration", "3", "--warmup", "1",
-            "--processes", "1", "--server-app", "floor",
-            "--database-url", database_url, "--redis-url", settings.REDIS_URL,
-        ]
-    )  # fmt: skip
-
-    out = capsys.readouterr().out
     assert re.search(r"load processes / servers\s+1 / 1 \(floor\)", out), out
     assert re.search(r"^unlocks\s+12 ", out, re.MULTILINE), out
     assert re.search(r"^failures\s+0 ", out, re.MULTILINE), out
