@@ -20,6 +20,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -68,7 +69,7 @@ class FloorBank:
 
 
 def _load_world() -> dict[str, FloorBank]:
-    world = json.loads(open(os.environ["LOCKERHUB_BENCH_WORLD"]).read())  # noqa: SIM115
+    world = json.loads(Path(os.environ["LOCKERHUB_BENCH_WORLD"]).read_text())
     return {
         bank["code"]: FloorBank(
             bank["code"],
