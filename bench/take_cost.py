@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -39,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.tap_to_unlock import (  # noqa: E402
-    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
     cpu_seconds,
     drop_database,
     recreate_database,
@@ -47,6 +46,7 @@ from bench.tap_to_unlock import (  # noqa: E402
     server_env,
 )
 
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lockerhub_bench_cost"
 EVENTS = ("badge", "command_result", "door_open", "presence", "door_closed")
 
 
@@ -183,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=20, help="cycles not counted (default 20)")
     parser.add_argument(
         "--database-url",
-        default=DEFAULT_DATABASE_URL.replace("_tap", "_cost"),
-        help="a PostgreSQL URL whose database is dropped and made again, or 'sqlite'",
+        default=DEFAULT_DATABASE_URL,
+        help=f"a PostgreSQL URL whose database is dropped and made again (default "
+        f"{DEFAULT_DATABASE_URL}), or 'sqlite'",
     )
     parser.add_argument(
         "--profile",
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    return parser  # fmt: skip
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,10 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = server_env("", "", Path(work))
             env.pop("DATABASE_URL")
             env.pop("REDIS_URL")
-            env["SECRET_KEY"] = uuid.uuid4().hex * 2
         else:
             recreate_database(opts.database_url)
-            env = server_env(opts.database_url, "redis://127.0.0.1:6379/14", Path(work))
+            env = server_env(opts.database_url, DEFAULT_REDIS_URL, Path(work))
         try:
             run_python(["manage.py", "migrate", "--noinput"], env, "migrate")
             out = Path(work) / "report.json"

@@ -70,7 +70,8 @@ def record(
     # Three plain statements, not the ORM: every take and return appends a few records on the
     # tap path, and building these queries cost more CPU than running them (bench/take_cost.py).
     with connection.cursor() as cursor:
-        cursor.execute(_HEAD_SQL[connection.features.has_select_for_update])
+        locks = connection.features.has_select_for_update
+        cursor.execute(_HEAD_SQL + (" FOR UPDATE" if locks else ""))
         row = cursor.fetchone()
         if row is None:  # a database created without the migration's head row
             head = AuditHead.objects.create(id=1)
@@ -93,23 +94,20 @@ def record(
     return event
 
 
+# Plain SQL that PostgreSQL and SQLite both speak, its columns named once, from the model.
 _INSERTED_FIELDS = [
     AuditEvent._meta.get_field(name)
     for name in (
         "seq", "at", "actor", "action", "subject_type", "subject_id", "data", "prev_hash", "hash"
     )
 ]  # fmt: skip
-# Plain SQL that PostgreSQL and SQLite both speak; SQLite has no FOR UPDATE (its IMMEDIATE
-# transactions already hold the write lock).
-_HEAD_SQL = {
-    False: 'SELECT "seq", "hash" FROM "lockerhub_audithead" WHERE "id" = 1',
-    True: 'SELECT "seq", "hash" FROM "lockerhub_audithead" WHERE "id" = 1 FOR UPDATE',
-}
-_INSERT_SQL = (
-    'INSERT INTO "lockerhub_auditevent" '
-    '("seq", "at", "actor", "action", "subject_type", "subject_id", "data", "prev_hash", "hash") '
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_INSERT_SQL = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - names from the model
+    f'"{AuditEvent._meta.db_table}"',
+    ", ".join(f'"{field.column}"' for field in _INSERTED_FIELDS),
+    ", ".join(["%s"] * len(_INSERTED_FIELDS)),
 )
+# SQLite has no FOR UPDATE: its IMMEDIATE transactions already hold the write lock.
+_HEAD_SQL = 'SELECT "seq", "hash" FROM "lockerhub_audithead" WHERE "id" = 1'
 _UPDATE_HEAD_SQL = 'UPDATE "lockerhub_audithead" SET "seq" = %s, "hash" = %s WHERE "id" = 1'
 
 
