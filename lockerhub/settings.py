@@ -327,7 +327,17 @@ LOCKERHUB = {
     "DOOR_HELD_OPEN_SECONDS": env_int("LOCKERHUB_DOOR_HELD_OPEN_SECONDS", 60, minimum=1),
     # Bank workers send a heartbeat this often; three missed ones mark the bank offline.
     "HEARTBEAT_SECONDS": env_int("LOCKERHUB_HEARTBEAT_SECONDS", 5, minimum=1),
+    # The access snapshot a bank decides taps from (docs/device-protocol.md): past its
+    # validity the bank refuses new takes; its shift windows reach this far ahead; a connected
+    # bank gets a refresh this often.
+    "SNAPSHOT_VALID_HOURS": env_int("LOCKERHUB_SNAPSHOT_VALID_HOURS", 12, minimum=1),
+    "SNAPSHOT_HORIZON_HOURS": env_int("LOCKERHUB_SNAPSHOT_HORIZON_HOURS", 24, minimum=1),
+    "SNAPSHOT_REFRESH_MINUTES": env_int("LOCKERHUB_SNAPSHOT_REFRESH_MINUTES", 15, minimum=1),
 }
+
+# The Ed25519 key that signs access snapshots (base64 of the 32-byte private seed). Banks hold
+# its public half (``create_bank`` prints it). Embedded mode keeps one per data directory.
+SNAPSHOT_SIGNING_KEY = env_str("LOCKERHUB_SNAPSHOT_SIGNING_KEY", "")
 
 # --- Alerts: every rule's threshold, the overdue ladder and delivery (docs/alerts.md). ---
 LOCKERHUB_ALERTS = {
