@@ -303,7 +303,7 @@ def do_door_closed(slot: Slot, at: datetime, *, actor: str) -> Reservation | Non
             checkout.taken_at = None
             action = "take.cancelled"
     else:
-        if slot.present:
+        if slot.present and checkout.status == Checkout.Status.ACTIVE:
             reservation.status = Reservation.Status.DONE
             checkout.status = Checkout.Status.RETURNED
             checkout.slot_back = slot

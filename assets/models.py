@@ -167,7 +167,12 @@ class ReservationQuerySet(models.QuerySet):
         return self.filter(status__in=Reservation.ACTIVE_STATUSES)
 
     def expired(self, now: datetime) -> ReservationQuerySet:
-        return self.filter(status=Reservation.Status.PENDING, expires_at__lte=now)
+        """Server-issued unlocks whose door never opened in time. A hold the bank decided is
+        the bank's to end (it sends ``hold_ended``): it may be offline with the door events
+        still in its journal."""
+        return self.filter(
+            status=Reservation.Status.PENDING, expires_at__lte=now, decided_at_bank=False
+        )
 
 
 class Reservation(models.Model):
@@ -209,6 +214,9 @@ class Reservation(models.Model):
     expires_at = models.DateTimeField()
     opened_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Granted by the bank itself from its access snapshot: the bank holds the door and reports
+    # how the hold ended, so the server's own lapse sweep leaves it alone.
+    decided_at_bank = models.BooleanField(default=False)
     # A return may come with a damage report made at the kiosk.
     damaged = models.BooleanField(default=False)
     damage_note = models.CharField(max_length=500, blank=True)

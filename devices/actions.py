@@ -24,7 +24,8 @@ from django.utils import timezone
 from access.models import AccessEvent
 from assets import actions as asset_actions
 from assets.models import Asset, Checkout, Reservation
-from devices.models import Kiosk, LockerBank, Site, Slot
+from devices import bankbus
+from devices.models import FailedDeviceEvent, Kiosk, LockerBank, Site, Slot
 from lockerhub import audit, events
 from lockerhub.actions import do_resolve_gone, raise_alert
 from lockerhub.models import Alert
@@ -184,7 +185,7 @@ def remote_open(
             data={"bank": slot.bank.code, "slot": slot.number, "reason": reason[:200]},
             at=now,
         )
-        send_command(slot.bank, asset_actions.unlock_command(reservation))
+        send_command(slot.bank)
     return reservation
 
 
@@ -215,9 +216,10 @@ def set_out_of_service(
     return slot
 
 
-def send_command(bank: LockerBank, command: dict) -> None:
-    """Hand a command to the bank's worker connection after commit."""
-    events.broadcast(events.device_group(bank.code), "device.command", command)
+def send_command(bank: LockerBank) -> None:
+    """Wake the bank's connection after commit: it reads the command from the database
+    (``pending_commands``) and sends it. No Redis on the way to a door."""
+    bankbus.wake(bank.code)
 
 
 def record_heartbeat(bank: LockerBank, at: datetime) -> bool:
@@ -413,8 +415,75 @@ def apply_worker_event(
     return True, result
 
 
+def end_bank_hold(bank: LockerBank, number: int, *, at: datetime, actor: str) -> bool:
+    """The bank reports that a hold it granted ended with its door never opened: lapse it."""
+    reservation = (
+        Reservation.objects.select_for_update(of=("self",))
+        .select_related("slot__bank", "slot__asset")
+        .filter(
+            slot__bank=bank,
+            slot__number=number,
+            status=Reservation.Status.PENDING,
+            decided_at_bank=True,
+        )
+        .first()
+    )
+    if reservation is None:
+        return False
+    asset_actions.do_end_reservation(reservation, Reservation.Status.LAPSED, at=at, actor=actor)
+    return True
+
+
+def record_failed_event(
+    bank: LockerBank, seq: int, kind: str, body: dict, error: BaseException, *, at: datetime
+) -> FailedDeviceEvent | None:
+    """Keep an event whose apply failed, with its error, and raise one alert; its sequence
+    number is claimed so it is acknowledged and the bank goes on (no poison events)."""
+    detail = f"{type(error).__name__}: {error}"[:2000]
+
+    def keep(bank: LockerBank) -> FailedDeviceEvent:
+        failed = FailedDeviceEvent.objects.create(
+            bank=bank, worker_id=bank.worker_id, seq=seq, type=kind, body=body, error=detail
+        )
+        raise_alert(
+            Alert.Kind.DEVICE_EVENT_FAILED,
+            f"device-event-failed:{bank.code}:{bank.worker_id}:{seq}",
+            f"{bank.code} event {seq} ({kind}) could not be applied",
+            severity=Alert.Severity.CRITICAL,
+            details={"seq": seq, "type": kind, "error": detail[:500]},
+            now=at,
+            bank=bank,
+            site_id=bank.site_id,
+        )
+        return failed
+
+    _, failed = apply_worker_event(bank, seq, keep)
+    return failed
+
+
 def reconcile_snapshot(bank: LockerBank, slots: list[dict], *, at: datetime) -> int:
-    """The worker's snapshot is the physical truth: bring every slot in line. Returns slots changed."""
+    """The worker's snapshot is the physical truth: bring every slot in line. Returns slots changed.
+
+    Holds the bank granted that are long past their time and still waiting (a worker that
+    restarted in the middle of one forgets it) lapse here, so no door stays held for ever.
+    """
+    for reservation in (
+        Reservation.objects.select_for_update(of=("self",))
+        .select_related("slot__bank", "slot__asset")
+        .filter(
+            slot__bank=bank,
+            status=Reservation.Status.PENDING,
+            decided_at_bank=True,
+            expires_at__lte=at,
+        )
+    ):
+        asset_actions.do_end_reservation(
+            reservation,
+            Reservation.Status.LAPSED,
+            at=at,
+            actor=audit.actor_for_bank(bank.code),
+            data={"reason": "the bank no longer holds it"},
+        )
     known = set(bank.slots.values_list("number", flat=True))
     changed = 0
     for entry in slots:
@@ -435,8 +504,12 @@ def reconcile_snapshot(bank: LockerBank, slots: list[dict], *, at: datetime) -> 
 
 def pending_commands(bank: LockerBank, now: datetime) -> list[dict]:
     """Unlocks issued for ``bank`` whose doors have not opened yet and that have not expired."""
+    # Holds the bank decided itself it has unlocked already: nothing to send.
     reservations = Reservation.objects.filter(
-        slot__bank=bank, status=Reservation.Status.PENDING, expires_at__gt=now
+        slot__bank=bank,
+        status=Reservation.Status.PENDING,
+        expires_at__gt=now,
+        decided_at_bank=False,
     ).select_related("slot")
     return [asset_actions.unlock_command(r) for r in reservations]
 

@@ -4,28 +4,30 @@
 - /ws/kiosk/<code>/: the kiosk screen beside a bank (``KioskConsumer``), by its kiosk cookie;
 - /ws/dashboard/: the supervisors' dashboard (``DashboardConsumer``), by the browser session.
 
-Protocol: docs/device-protocol.md. The decision path reads and writes only the database,
-so badge → unlock keeps working while Redis (the live fan-out) is down.
+Protocol: docs/device-protocol.md. The bank decides taps itself; its connection reads and
+writes only the database, so a bank keeps working while Redis (the live fan-out) is down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import OperationalError, connection
 from django.utils import timezone
 
-from access.actions import present_badge
+from access.bank_taps import record_bank_tap
 from assets.actions import command_failed
-from devices import actions
+from devices import actions, bankbus
+from devices.bank_feed import BankFeed
 from devices.kiosk import COOKIE_NAME, KioskMessageError, kiosk_from_cookie, parse_kiosk_message
 from devices.models import Kiosk, LockerBank, Slot
 from devices.protocol import Message, ProtocolError, parse
@@ -35,19 +37,19 @@ from devices.queries import (
     checkout_state,
     dashboard_state,
 )
+from devices.wire import CloseCode, MessageType
 from lockerhub import audit, events
 from lockerhub.alerts import ALL_ALERTS_GROUP
 from lockerhub.auth import has_mfa, requires_mfa
 
 logger = logging.getLogger(__name__)
 
-# A badge event older than this (a replay after an outage) opens nothing.
-STALE_TAP = timedelta(seconds=20)
-# Taps get threads of their own, so they never queue behind the door, presence and charge
-# events of every other bank in the shared pool (each thread keeps its own connection).
-TAP_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="taps")
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_UNKNOWN_BANK = 4404
+CLOSE_UNAUTHORIZED = CloseCode.BAD_TOKEN
+CLOSE_UNKNOWN_BANK = CloseCode.UNKNOWN_BANK
+# How often a connection looks for news in the database when nobody woke it: the backstop
+# for a wake-up that never came (SQLite has no NOTIFY; a listener may be reconnecting).
+CHECK_EVERY_SECONDS = {"postgresql": 5.0}
+CHECK_EVERY_DEFAULT = 1.0
 
 
 def _bearer_token(scope: dict) -> str | None:
@@ -69,10 +71,22 @@ def _authenticate(code: str, token: str | None) -> tuple[LockerBank | None, int 
     return bank, None
 
 
-class DeviceConsumer(AsyncWebsocketConsumer):
-    """One bank worker's connection."""
+def _db(function: Any) -> Any:
+    # Not thread-sensitive: by default Channels runs every database call of the process on one
+    # thread, so each bank's transactions would queue behind every other bank's. Order within
+    # a bank holds: a connection applies its messages one after another.
+    return database_sync_to_async(function, thread_sensitive=False)
 
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    """One bank worker's connection. It uses no channel layer: everything it receives and
+    sends goes through the database, so a bank keeps working while Redis is down."""
+
+    # No channel layer (an alias that is not configured): Redis is not on the device path.
+    channel_layer_alias = "device-path-needs-no-channel-layer"
     bank: LockerBank | None = None
+    feed: BankFeed | None = None
+    watcher: asyncio.Task | None = None
 
     async def dispatch(self, message: dict) -> None:
         # Channels first closes stale database connections on its one shared sync thread, for
@@ -93,24 +107,18 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close(code=close_code)
             return
         self.bank = bank
-        self.groups_joined = [events.device_group(bank.code), events.ALL_DEVICES_GROUP]
-        for group in self.groups_joined:
-            try:
-                await self.channel_layer.group_add(group, self.channel_name)
-            except Exception:
-                logger.warning(
-                    "bank %s: channel layer unavailable; remote commands will wait for a reconnect",
-                    code,
-                )
+        self.feed = BankFeed(bank)
+        self.woken = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._wake = lambda: loop.call_soon_threadsafe(self.woken.set)
+        bankbus.register(bank.code, self._wake)
 
     async def disconnect(self, code: int) -> None:
         if self.bank is None:
             return
-        for group in getattr(self, "groups_joined", []):
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:
-                logger.debug("group_discard failed", exc_info=True)
+        bankbus.unregister(self.bank.code, self._wake)
+        if self.watcher is not None:
+            self.watcher.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.bank is None:
@@ -125,37 +133,32 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.send_json(error.reply())
 
     async def dispatch_message(self, message: Message) -> None:
-        if message.type == "hello":
+        if message.type == MessageType.HELLO:
             await self.on_hello(message)
-        # Not thread-sensitive: by default Channels runs every database call of the process on
-        # one thread, so each bank's transactions queued behind every other bank's round trips
-        # (bench/tap_to_unlock.py). Order within a bank holds: this consumer applies its
-        # messages one after another, and the bank row lock serialises the rest.
-        elif message.type == "heartbeat":
-            await database_sync_to_async(actions.record_heartbeat, thread_sensitive=False)(
-                self.bank, message.at
-            )
+        elif message.type == MessageType.HEARTBEAT:
+            await _db(actions.record_heartbeat)(self.bank, message.at)
+        elif message.type == MessageType.SNAPSHOT_REQUEST:
+            await self.send_json(await _db(self.feed.whole)(timezone.now()))
         else:
-            # Someone is standing at the door for a tap; sensor events can wait their turn.
-            executor = TAP_EXECUTOR if message.type == "badge" else None
-            replies, outbox = await database_sync_to_async(
-                self.apply_event, thread_sensitive=False, executor=executor
-            )(message)
-            # The worker first (the unlock is waiting on it), then the screens watching.
+            replies, outbox = await _db(self.apply_event)(message)
             for reply in replies:
                 await self.send_json(reply)
             await events.send_outbox(outbox)
 
     async def on_hello(self, message: Message) -> None:
         worker_id = uuid.UUID(message.body["worker_id"])
-        last_acked, config, commands = await database_sync_to_async(self._hello)(worker_id, message)
+        last_acked, config, snapshot, commands = await _db(self._hello)(worker_id, message)
         await self.send_json({**config, "last_acked_seq": last_acked})
+        await self.send_json(snapshot)
         for command in commands:
-            await self.send_json({"type": "command", **command})
+            await self.send_json(command)
+        if self.watcher is None:
+            self.watcher = asyncio.create_task(self._watch())
 
-    def _hello(self, worker_id: uuid.UUID, message: Message) -> tuple[int, dict, list[dict]]:
+    def _hello(self, worker_id: uuid.UUID, message: Message) -> tuple[int, dict, dict, list[dict]]:
         last_acked = actions.register_worker(self.bank, worker_id, at=message.at)
         self.bank.refresh_from_db()
+        self.feed.bank = self.bank
         config = {
             "type": "config",
             "bank": self.bank.code,
@@ -171,85 +174,97 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             "invert_hook": self.bank.invert_hook,
             "door_held_open_seconds": self.bank.door_held_open_seconds,
             "heartbeat_seconds": settings.LOCKERHUB["HEARTBEAT_SECONDS"],
+            "reservation_timeout_seconds": settings.LOCKERHUB["RESERVATION_TIMEOUT_SECONDS"],
         }
-        return last_acked, config, actions.pending_commands(self.bank, timezone.now())
+        now = timezone.now()
+        return last_acked, config, self.feed.whole(now), self.feed.commands(now)
+
+    async def _watch(self) -> None:
+        """Send the bank what is new (deltas, commands) whenever woken, and now and then."""
+        vendor = await _db(lambda: connection.vendor)()
+        every = CHECK_EVERY_SECONDS.get(vendor, CHECK_EVERY_DEFAULT)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await self.woken.wait()
+            self.woken.clear()
+            try:
+                messages = await _db(self.feed.updates)(timezone.now())
+            except Exception:
+                # The database is away: the bank decides on its own meanwhile; try again.
+                logger.warning("bank %s: could not read its updates", self.bank.code, exc_info=True)
+                continue
+            for message in messages:
+                await self.send_json(message)
 
     def apply_event(self, message: Message) -> tuple[list[dict[str, Any]], events.Outbox]:
         """Apply one sequenced event exactly once (runs in a worker thread).
 
-        Returns the replies for the worker and the live events to send after them.
+        Returns the replies for the worker and the live events to send after them. An event
+        whose apply fails is kept with its error, alerted and acknowledged: the bank goes on.
         """
-        replies: list[dict[str, Any]] = []
         body, at, actor = message.body, message.at, audit.actor_for_bank(self.bank.code)
 
         def apply(bank: LockerBank) -> None:
-            if message.type == "badge":
-                now = timezone.now()
-                if now - at > STALE_TAP:
-                    # Replayed long after the fact: whoever tapped has walked away; open nothing.
-                    logger.info("bank %s: tap from %s ignored as stale", bank.code, at.isoformat())
-                    replies.append(
-                        {
-                            "type": "tap_result",
-                            "seq": message.seq,
-                            "granted": False,
-                            "reason": "stale",
-                            "message": "Tap again, please.",
-                            "slot": None,
-                        }
-                    )
-                    return
-                result = present_badge(bank, body["uid"], now=now, actor=actor)
-                replies.append(
-                    {
-                        "type": "tap_result",
-                        "seq": message.seq,
-                        "granted": result.granted,
-                        "reason": str(result.reason),
-                        "message": result.message,
-                        "slot": result.reservation.slot.number if result.reservation else None,
-                    }
-                )
-                if result.command is not None:
-                    replies.append({"type": "command", **result.command})
-            elif message.type == "door":
+            if message.type == MessageType.TAP:
+                record_bank_tap(bank, body, at=at, actor=actor)
+            elif message.type == MessageType.HOLD_ENDED:
+                actions.end_bank_hold(bank, body["slot"], at=at, actor=actor)
+            elif message.type == MessageType.DOOR:
                 actions.record_slot_state(
                     bank, body["slot"], at=at, door_open=body["open"], actor=actor
                 )
-            elif message.type == "presence":
+            elif message.type == MessageType.PRESENCE:
                 actions.record_slot_state(
                     bank, body["slot"], at=at, present=body["present"], actor=actor
                 )
-            elif message.type == "charge":
+            elif message.type == MessageType.CHARGE:
                 actions.record_slot_state(
                     bank, body["slot"], at=at, charge_state=body["state"], actor=actor
                 )
-            elif message.type == "snapshot":
+            elif message.type == MessageType.SNAPSHOT:
                 actions.reconcile_snapshot(bank, body["slots"], at=at)
-            elif message.type == "command_result" and body["status"] == "failed":
+            elif message.type == MessageType.COMMAND_RESULT and body["status"] == "failed":
                 command_failed(body["id"], str(body.get("detail", "")), at=at, actor=actor)
 
         try:
-            with events.deferred() as outbox:
-                actions.apply_worker_event(self.bank, message.seq, apply)
-        except Slot.DoesNotExist:
-            raise ProtocolError(
-                "bad_field", f"bank {self.bank.code} has no slot {body.get('slot')}", message.seq
-            ) from None
-        replies.append({"type": "ack", "seq": message.seq})
-        return replies, outbox
+            outbox = self._apply_retrying(message.seq, apply)
+        except OperationalError:
+            raise  # the database is away: the connection drops and the bank replays later
+        except Exception as error:
+            if isinstance(error, Slot.DoesNotExist):
+                error = ProtocolError(
+                    "bad_field",
+                    f"bank {self.bank.code} has no slot {body.get('slot')}",
+                    message.seq,
+                )
+            logger.exception(
+                "bank %s: event %s (%s) could not be applied; kept and acknowledged",
+                self.bank.code,
+                message.seq,
+                message.type,
+            )
+            actions.record_failed_event(
+                self.bank, message.seq, message.type, body, error, at=timezone.now()
+            )
+            outbox = []
+        return [{"type": "ack", "seq": message.seq}], outbox
+
+    def _apply_retrying(self, seq: int, apply: Any) -> events.Outbox:
+        # A deadlock or serialisation failure is no fault of the event: try it again.
+        for attempt in range(3):
+            try:
+                with events.deferred() as outbox:
+                    actions.apply_worker_event(self.bank, seq, apply)
+                return outbox
+            except OperationalError:
+                if attempt == 2 or not connection.is_usable():
+                    raise
+                logger.info("bank %s: event %s hit a transient error; again", self.bank.code, seq)
+        raise AssertionError("unreachable")
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
-
-    # --- Channel-layer handlers ---
-
-    async def device_command(self, message: dict) -> None:
-        await self.send_json({"type": "command", **message["payload"]})
-
-    async def badge_revoked(self, message: dict) -> None:
-        # Informational: access is decided by the server on every tap, so nothing is cached to purge.
-        await self.send_json({"type": "revoked", "uid": message["payload"]["uid"]})
 
 
 # --- Browsers: the kiosk screen and the supervisors' dashboard ---

@@ -13,6 +13,17 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from devices.wire import ChargeState
+
+CHARGE_LABELS = {
+    ChargeState.EMPTY: "Empty",
+    ChargeState.PRESENT_NOT_CHARGING: "Present, not charging",
+    ChargeState.CHARGING: "Charging",
+    ChargeState.CHARGED: "Charged",
+    ChargeState.FAULT: "Charge fault",
+    ChargeState.UNKNOWN: "Unknown",
+}
+
 
 def validate_time_zone(value: str) -> None:
     try:
@@ -78,6 +89,9 @@ class LockerBank(models.Model):
     last_event_seq = models.PositiveBigIntegerField(default=0, editable=False)
     is_online = models.BooleanField(default=False)
     door_held_open_seconds = models.PositiveIntegerField(default=60)
+    # The version of the last access snapshot or delta sent to the bank: every one sent gets
+    # the next, whichever server process sends it (docs/device-protocol.md).
+    snapshot_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = LockerBankQuerySet.as_manager()
 
@@ -170,13 +184,10 @@ class Slot(models.Model):
         UNLOCKED = "unlocked", "Unlocked"
         UNKNOWN = "unknown", "Unknown"
 
-    class ChargeState(models.TextChoices):
-        EMPTY = "empty", "Empty"
-        PRESENT_NOT_CHARGING = "present_not_charging", "Present, not charging"
-        CHARGING = "charging", "Charging"
-        CHARGED = "charged", "Charged"
-        FAULT = "fault", "Charge fault"
-        UNKNOWN = "unknown", "Unknown"
+    # The values are the bank worker's (devices.wire); only the labels are the server's.
+    ChargeState = models.TextChoices(
+        "ChargeState", [(state.name, (state.value, CHARGE_LABELS[state])) for state in ChargeState]
+    )
 
     bank = models.ForeignKey(LockerBank, on_delete=models.CASCADE, related_name="slots")
     number = models.PositiveSmallIntegerField(help_text="The door number people see.")
@@ -290,3 +301,51 @@ class Kiosk(models.Model):
             and self.pairing_expires_at is not None
             and now < self.pairing_expires_at
         )
+
+
+class BankNotice(models.Model):
+    """Something a connected bank must hear about: an access change its snapshot reflects.
+
+    Written in the transaction of the change (``devices.bankbus.changed``); each bank's
+    connection reads the notices after the last one it saw and sends the bank a delta. This
+    is the server → bank path, and it needs only the database: no Redis.
+    """
+
+    class Scope(models.TextChoices):
+        HOLDER = "holder", "One person's badges, rules, shifts or loans"
+        SLOTS = "slots", "Slots and devices of a bank"
+        ALL = "all", "Everything (rules, shift patterns, asset types)"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    # None: every bank.
+    bank = models.ForeignKey(
+        LockerBank, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    holder_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="banknotice_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.bank_id or '*'} {self.holder_id or ''}".strip()
+
+
+class FailedDeviceEvent(models.Model):
+    """A bank event that was well formed but could not be applied: kept with its error, and
+    acknowledged, so the bank never stalls behind it (docs/device-protocol.md)."""
+
+    bank = models.ForeignKey(LockerBank, on_delete=models.CASCADE, related_name="failed_events")
+    worker_id = models.UUIDField(null=True, blank=True)
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=32)
+    body = models.JSONField(default=dict)
+    error = models.TextField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id} seq {self.seq} ({self.type}): {self.error[:60]}"

@@ -14,11 +14,20 @@ from typing import Any
 
 from django.utils import timezone
 
-from access.models import uid_validator
+from access.core import Purpose, Reason
+from devices.wire import (
+    CHARGE_STATES,
+    COMMAND_STATUSES,
+    SEQUENCED,
+    UNSEQUENCED,
+    MessageType,
+    is_valid_uid,
+)
 
 MAX_MESSAGE_BYTES = 256 * 1024
-CHARGE_STATES = {"empty", "present_not_charging", "charging", "charged", "fault", "unknown"}
-COMMAND_STATUSES = {"done", "failed", "expired"}
+# Sequence numbers and other integers stay within what every JSON reader holds exactly.
+MAX_SEQ = 2**53 - 1
+REASONS = frozenset(reason.value for reason in Reason)
 # A worker whose clock is off by more than this gets the server's time instead.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
@@ -42,10 +51,6 @@ class Message:
     body: dict[str, Any]
 
 
-SEQUENCED = {"snapshot", "badge", "door", "presence", "charge", "command_result"}
-UNSEQUENCED = {"hello", "heartbeat"}
-
-
 def parse(text: str | bytes | None, now: datetime | None = None) -> Message:
     """Parse one worker message or raise ``ProtocolError`` saying exactly what is wrong."""
     if text is None:
@@ -66,10 +71,14 @@ def parse(text: str | bytes | None, now: datetime | None = None) -> Message:
     )
     if kind not in SEQUENCED | UNSEQUENCED:
         raise ProtocolError("unknown_type", f"unknown message type {kind!r}", seq)
-    if kind in SEQUENCED and (seq is None or seq < 1):
-        raise ProtocolError("bad_field", "seq must be a positive integer", None)
+    if kind in SEQUENCED and (seq is None or not 1 <= seq <= MAX_SEQ):
+        raise ProtocolError("bad_field", f"seq must be an integer from 1 to {MAX_SEQ}", None)
     now = now or timezone.now()
-    at = _parse_at(data.get("at"), now, seq) if kind != "hello" else now
+    at = (
+        _parse_at(data.get("at"), now, seq)
+        if kind not in (MessageType.HELLO, MessageType.SNAPSHOT_REQUEST)
+        else now
+    )
     _VALIDATORS[kind](data, seq)
     return Message(kind, seq if kind in SEQUENCED else None, at, data)
 
@@ -121,18 +130,59 @@ def _hello(data: dict, seq: int | None) -> None:
     except ValueError:
         raise ProtocolError("bad_field", "worker_id must be a UUID", seq) from None
     last_seq = data.get("last_seq", 0)
-    if not isinstance(last_seq, int) or isinstance(last_seq, bool) or last_seq < 0:
+    if not isinstance(last_seq, int) or isinstance(last_seq, bool) or not 0 <= last_seq <= MAX_SEQ:
         raise ProtocolError("bad_field", "last_seq must be a non-negative integer", seq)
+    version = data.get("snapshot_version")
+    if version is not None and (
+        not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_SEQ
+    ):
+        raise ProtocolError("bad_field", "snapshot_version must be a non-negative integer", seq)
 
 
 def _heartbeat(data: dict, seq: int | None) -> None:
     return None
 
 
-def _badge(data: dict, seq: int | None) -> None:
+def _nothing(data: dict, seq: int | None) -> None:
+    return None
+
+
+def _tap(data: dict, seq: int | None) -> None:
     uid = _need(data, "uid", str, seq)
-    if not uid_validator.regex.match(uid):
+    if not is_valid_uid(uid):
         raise ProtocolError("bad_field", "uid must be 4 to 10 bytes of upper-case hex", seq)
+    granted = _need(data, "granted", bool, seq)
+    if _need(data, "reason", str, seq) not in REASONS:
+        raise ProtocolError("bad_field", f"reason must be one of {sorted(REASONS)}", seq)
+    purpose = data.get("purpose")
+    if purpose is not None and purpose not in {p.value for p in Purpose}:
+        raise ProtocolError("bad_field", "purpose must be take, return or null", seq)
+    if granted and (purpose is None or not isinstance(data.get("slot"), int)):
+        raise ProtocolError("bad_field", "a granted tap names its purpose and slot", seq)
+    if data.get("slot") is not None:
+        _slot(data, seq)
+    for name in ("checkout", "holder", "version"):
+        value = data.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or abs(value) > MAX_SEQ
+        ):
+            raise ProtocolError("bad_field", f"{name} must be an integer or null", seq)
+    for name in ("due_at", "shift_end"):
+        value = data.get(name)
+        if value is not None and (
+            not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 2**37
+        ):
+            raise ProtocolError("bad_field", f"{name} must be epoch seconds or null", seq)
+    for name in ("asset", "message"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 200):
+            raise ProtocolError("bad_field", f"{name} must be a short text or null", seq)
+    if "again" in data:
+        _need(data, "again", bool, seq)
+
+
+def _hold_ended(data: dict, seq: int | None) -> None:
+    _slot(data, seq)
 
 
 def _door(data: dict, seq: int | None) -> None:
@@ -180,7 +230,9 @@ def _command_result(data: dict, seq: int | None) -> None:
 _VALIDATORS = {
     "hello": _hello,
     "heartbeat": _heartbeat,
-    "badge": _badge,
+    "snapshot_request": _nothing,
+    "tap": _tap,
+    "hold_ended": _hold_ended,
     "door": _door,
     "presence": _presence,
     "charge": _charge,

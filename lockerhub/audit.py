@@ -91,6 +91,11 @@ def record(
         cursor.execute(_UPDATE_HEAD_SQL, [event.seq, event.hash])
     event._state.adding = False
     event._state.db = connection.alias
+    # Every audited change that a decision at a bank reads reaches the banks' snapshots from
+    # here, in the same transaction: no action can forget to tell them.
+    from devices import bankbus
+
+    bankbus.audited(action, subject)
     return event
 
 

@@ -130,6 +130,8 @@ class Alert(models.Model):
         BANK_OFFLINE = "bank_offline", "Bank offline"
         CHARGE_FAULT = "charge_fault", "Charge fault"
         SENSOR_MISMATCH = "sensor_mismatch", "Sensors disagree"
+        DECISION_MISMATCH = "decision_mismatch", "Bank and server decided a tap differently"
+        DEVICE_EVENT_FAILED = "device_event_failed", "A bank event could not be applied"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

@@ -10,15 +10,18 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
 
+from access import core
+from access.actions import offboard_employee, revoke_badge
 from access.models import AccessEvent
 from assets.models import Checkout, Reservation
-from devices.actions import rotate_token
+from devices.actions import remote_open, rotate_token
 from devices.consumers import CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_BANK
-from devices.models import LockerBank, Slot
-from lockerhub import events
+from devices.models import FailedDeviceEvent, LockerBank, Slot
+from lockerhub import events, signing
 from lockerhub.asgi import application
 from lockerhub.audit import SYSTEM
 from lockerhub.models import Alert, AuditEvent
@@ -65,6 +68,8 @@ async def hello(comm: WebsocketCommunicator, worker_id: str | None = None) -> di
     )
     config = await receive(comm)
     assert config["type"] == "config"
+    comm.snapshot = await receive(comm)
+    assert comm.snapshot["type"] == "access_snapshot"
     return config
 
 
@@ -107,47 +112,163 @@ async def test_hello_gets_the_slot_configuration(world, token, now) -> None:
     await comm.disconnect()
 
 
-async def test_a_tap_gets_an_unlock_command_and_is_applied_once(world, token, now) -> None:
+def bank_tap(world: World, slot: int = 1, seq: int = 1, **fields) -> dict:
+    """A take the bank granted from its snapshot, as its tap event says it."""
+    return {
+        "type": "tap",
+        "seq": seq,
+        "at": at(),
+        "uid": world.ana_badge.uid,
+        "granted": True,
+        "reason": "granted_take",
+        "purpose": "take",
+        "slot": slot,
+        "asset": f"SC-10{slot:02d}",
+        "checkout": None,
+        "holder": world.ana.pk,
+        "version": 1,
+        **fields,
+    }
+
+
+async def test_hello_gets_a_signed_access_snapshot(world, token, now) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
-    tap = {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid}
-    await send(comm, tap)
-    result, command, ack = await receive(comm), await receive(comm), await receive(comm)
-    assert result["type"] == "tap_result"
-    assert result["granted"]
-    assert result["message"].startswith("Hi Ana")
-    assert command["type"] == "command"
-    assert command["action"] == "unlock"
-    assert (command["board"], command["lock_index"]) == (0, result["slot"] - 1)
-    assert ack == {"type": "ack", "seq": 1}
-
-    await send(comm, tap)  # replayed after a lost ack
-    assert await receive(comm) == {"type": "ack", "seq": 1}
-    assert await comm.receive_nothing(timeout=0.3)
+    message = comm.snapshot
     await comm.disconnect()
-    assert await AccessEvent.objects.acount() == 1
-    assert await Reservation.objects.acount() == 1
+    assert message["type"] == "access_snapshot"
+    key = core.load_public_key(await sync_to_async(signing.public_key_text)())
+    data = core.open_signed(key, message, bank="BANK-A")
+    snapshot = core.Snapshot.from_data(data)
+    assert snapshot.version >= 1
+    assert snapshot.badge_for(world.ana_badge.uid).holder == world.ana.pk
+    assert world.ana_badge.uid not in message["data"]  # listed by keyed hash only
+    tampered = {**message, "data": message["data"].replace('"active"', '"revoked"', 1)}
+    with pytest.raises(ValueError, match="signature"):
+        core.open_signed(key, tampered, bank="BANK-A")
+    with pytest.raises(ValueError, match="bank"):
+        core.open_signed(key, message, bank="BANK-B")
+
+
+async def test_every_snapshot_sent_has_a_newer_version(world, token, now) -> None:
+    versions = []
+    for _ in range(2):
+        comm = connect("BANK-A", token)
+        await hello(comm)
+        versions.append(json.loads(comm.snapshot["data"])["version"])
+        await send(comm, {"type": "snapshot_request"})
+        versions.append(json.loads((await receive(comm))["data"])["version"])
+        await comm.disconnect()
+    assert versions == sorted(set(versions))
+
+
+async def test_a_tap_decided_at_the_bank_is_recorded_once(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world))
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    await send(comm, bank_tap(world))  # replayed after a lost ack
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    await comm.disconnect()
+    event = await AccessEvent.objects.aget()
+    assert (event.granted, event.reason, event.at) == (True, "granted_take", WEDNESDAY_10AM)
+    reservation = await Reservation.objects.select_related("checkout").aget()
+    assert reservation.decided_at_bank
+    assert reservation.checkout.status == Checkout.Status.RESERVED
+    assert not await Alert.objects.filter(kind=Alert.Kind.DECISION_MISMATCH).aexists()
 
 
 async def test_door_presence_door_completes_the_take(world, token, now) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
-    await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
-    slot = (await receive(comm))["slot"]
-    await receive(comm), await receive(comm)
+    await send(comm, bank_tap(world, slot=2))
+    await receive(comm)
     for seq, event in enumerate(
         [
-            {"type": "door", "slot": slot, "open": True},
-            {"type": "presence", "slot": slot, "present": False},
-            {"type": "door", "slot": slot, "open": False},
+            {"type": "door", "slot": 2, "open": True},
+            {"type": "presence", "slot": 2, "present": False},
+            {"type": "door", "slot": 2, "open": False},
         ],
         start=2,
     ):
         await send(comm, {**event, "seq": seq, "at": at(seq)})
         assert await receive(comm) == {"type": "ack", "seq": seq}
     await comm.disconnect()
-    checkout = await Checkout.objects.aget()
+    checkout = await Checkout.objects.select_related("asset").aget()
     assert checkout.status == Checkout.Status.ACTIVE
+    assert checkout.asset.asset_tag == "SC-1002"
+    assert not await Alert.objects.filter(kind=Alert.Kind.DOOR_FORCED).aexists()
+
+
+async def test_a_hold_that_ended_unopened_lapses(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world))
+    await receive(comm)
+    await send(comm, {"type": "hold_ended", "seq": 2, "at": at(30), "slot": 1, "purpose": "take"})
+    assert await receive(comm) == {"type": "ack", "seq": 2}
+    await comm.disconnect()
+    assert (await Reservation.objects.aget()).status == Reservation.Status.LAPSED
+    assert (await Checkout.objects.aget()).status == Checkout.Status.LAPSED
+
+
+async def test_a_grant_the_server_would_refuse_raises_one_alert(world, token, now) -> None:
+    await sync_to_async(revoke_badge)(world.ana_badge, actor=SYSTEM)
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world, version=3))
+    await receive(comm)
+    await send(comm, bank_tap(world, seq=2))  # the same door shown again: no second alert
+    await receive(comm)
+    await comm.disconnect()
+    alert = await Alert.objects.aget(kind=Alert.Kind.DECISION_MISMATCH)
+    assert alert.details["bank_decision"] == "granted_take"
+    assert alert.details["server_decision"] == "badge_revoked"
+    assert alert.details["bank_snapshot_version"] == 3
+    assert alert.details["server_snapshot_version"] >= 1
+    # The take physically happened: it is on record all the same.
+    assert await Checkout.objects.filter(status=Checkout.Status.RESERVED).acount() == 1
+
+
+async def test_an_event_that_fails_to_apply_is_kept_and_the_bank_goes_on(
+    world, token, now, monkeypatch
+) -> None:
+    from devices import actions as device_actions
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the charge handler is broken")
+
+    monkeypatch.setattr(device_actions, "record_slot_state", broken)
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, {"type": "charge", "seq": 1, "at": at(), "slot": 1, "state": "charging"})
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    await send(comm, bank_tap(world, seq=2))
+    assert await receive(comm) == {"type": "ack", "seq": 2}
+    await comm.disconnect()
+    failed = await FailedDeviceEvent.objects.aget()
+    assert (failed.seq, failed.type) == (1, "charge")
+    assert "the charge handler is broken" in failed.error
+    assert await Alert.objects.filter(kind=Alert.Kind.DEVICE_EVENT_FAILED).acount() == 1
+    assert await AccessEvent.objects.acount() == 1  # the next event was applied
+    bank = await LockerBank.objects.aget(code="BANK-A")
+    assert bank.last_event_seq == 2
+
+
+async def test_a_revocation_reaches_the_connected_bank_as_a_signed_delta(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    snapshot = core.Snapshot.from_data(json.loads(comm.snapshot["data"]))
+    await sync_to_async(offboard_employee)(world.ana, actor=SYSTEM)
+    message = await receive(comm)
+    await comm.disconnect()
+    assert message["type"] == "access_delta"
+    key = core.load_public_key(await sync_to_async(signing.public_key_text)())
+    delta = core.open_signed(key, message, bank="BANK-A")
+    assert len(message["data"]) <= 2048
+    updated = snapshot.with_delta(delta)
+    decision = core.decide(updated, [], WEDNESDAY_10AM.timestamp(), world.ana_badge.uid)
+    assert decision.reason == "employee_offboarded"
 
 
 async def test_door_opened_without_an_unlock_is_recorded_as_forced(world, token, now) -> None:
@@ -164,9 +285,50 @@ BAD_MESSAGES = [
     ("{not json", "bad_message"),
     ("[1, 2]", "bad_message"),
     (json.dumps({"type": "launch_missiles", "seq": 1}), "unknown_type"),
-    (json.dumps({"type": "badge", "seq": 0, "uid": "04A1B2C3"}), "bad_field"),
-    (json.dumps({"type": "badge", "seq": 1, "uid": "not-hex"}), "bad_field"),
-    (json.dumps({"type": "badge", "seq": 1}), "bad_field"),
+    (json.dumps({"type": "badge", "seq": 1, "uid": "04A1B2C3"}), "unknown_type"),
+    (
+        json.dumps(
+            {
+                "type": "tap",
+                "seq": 0,
+                "uid": "04A1B2C3",
+                "granted": False,
+                "reason": "badge_unknown",
+            }
+        ),
+        "bad_field",
+    ),
+    (
+        json.dumps(
+            {
+                "type": "tap",
+                "seq": 2**63,
+                "uid": "04A1B2C3",
+                "granted": False,
+                "reason": "badge_unknown",
+            }
+        ),
+        "bad_field",
+    ),
+    (
+        json.dumps(
+            {"type": "tap", "seq": 1, "uid": "not-hex", "granted": False, "reason": "badge_unknown"}
+        ),
+        "bad_field",
+    ),
+    (
+        json.dumps(
+            {"type": "tap", "seq": 1, "uid": "04A1B2C3", "granted": True, "reason": "granted_take"}
+        ),
+        "bad_field",
+    ),
+    (
+        json.dumps(
+            {"type": "tap", "seq": 1, "uid": "04A1B2C3", "granted": False, "reason": "because"}
+        ),
+        "bad_field",
+    ),
+    (json.dumps({"type": "tap", "seq": 1}), "bad_field"),
     (json.dumps({"type": "door", "seq": 1, "slot": "7", "open": True}), "bad_field"),
     (json.dumps({"type": "door", "seq": 1, "slot": 7, "open": 1}), "bad_field"),
     (json.dumps({"type": "door", "seq": 1, "slot": 99, "open": True}), "bad_field"),
@@ -245,60 +407,69 @@ async def test_a_new_worker_journal_starts_counting_afresh(world, token, now) ->
     await comm.disconnect()
 
 
+async def open_remotely(world: World, number: int = 5) -> Reservation:
+    return await sync_to_async(remote_open)(
+        await sync_to_async(world.slot)(number),
+        user=AnonymousUser(),
+        actor="api:test",
+        reason="Check the charger",
+    )
+
+
+async def test_a_remote_open_reaches_the_connected_worker(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    reservation = await open_remotely(world)
+    command = await receive(comm)
+    await comm.disconnect()
+    assert command["type"] == "command"
+    assert command["id"] == str(reservation.command_id)
+    assert (command["slot"], command["board"], command["lock_index"]) == (5, 0, 4)
+
+
 async def test_a_failed_unlock_frees_the_slot(world, token, now) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
-    await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
-    await receive(comm)
+    await open_remotely(world)
     command = await receive(comm)
-    await receive(comm)
     await send(
         comm,
         {
             "type": "command_result",
-            "seq": 2,
+            "seq": 1,
             "at": at(1),
             "id": command["id"],
             "status": "failed",
             "detail": "no reply from board 0",
         },
     )
-    assert await receive(comm) == {"type": "ack", "seq": 2}
+    assert await receive(comm) == {"type": "ack", "seq": 1}
     await comm.disconnect()
     assert (await Reservation.objects.aget()).status == Reservation.Status.CANCELLED
-    assert (await Checkout.objects.aget()).status == Checkout.Status.CANCELLED
-
-
-async def test_a_remote_open_reaches_the_connected_worker(world, token, now) -> None:
-    comm = connect("BANK-A", token)
-    await hello(comm)
-    command = {
-        "id": str(uuid.uuid4()),
-        "action": "unlock",
-        "slot": 5,
-        "board": 0,
-        "lock_index": 4,
-        "expires_at": at(30),
-    }
-    await get_channel_layer().group_send(
-        events.device_group("BANK-A"), {"type": "device_command", "payload": command}
-    )
-    assert await receive(comm) == {"type": "command", **command}
-    await comm.disconnect()
 
 
 async def test_unexpired_commands_are_sent_again_on_reconnect(world, token, now) -> None:
     comm = connect("BANK-A", token)
     await hello(comm)
-    await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
-    await receive(comm)
-    command = await receive(comm)
+    reservation = await open_remotely(world)
     await receive(comm)
     await comm.disconnect()
 
     comm = connect("BANK-A", token)
     await hello(comm)
-    assert (await receive(comm))["id"] == command["id"]
+    assert (await receive(comm))["id"] == str(reservation.command_id)
+    await comm.disconnect()
+
+
+async def test_holds_the_bank_decided_are_never_sent_back_as_commands(world, token, now) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world))
+    await receive(comm)
+    await comm.disconnect()
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    assert await comm.receive_nothing(timeout=1.5)
     await comm.disconnect()
 
 
@@ -321,11 +492,8 @@ async def test_the_unlock_does_not_wait_for_the_live_fan_out(world, token, now) 
     comm = connect("BANK-A", token)
     await hello(comm)
     try:
-        await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
-        result, command, ack = await receive(comm), await receive(comm), await receive(comm)
-        assert result["granted"]
-        assert command["action"] == "unlock"
-        assert ack == {"type": "ack", "seq": 1}
+        await send(comm, bank_tap(world))
+        assert await receive(comm) == {"type": "ack", "seq": 1}
         assert sent == []  # the fan-out is still waiting on the layer
 
         release.set()
@@ -353,13 +521,29 @@ async def test_a_tap_is_answered_while_the_shared_sync_thread_is_busy(world, tok
     blocker = asyncio.ensure_future(sync_to_async(occupy, thread_sensitive=True)())
     try:
         assert await asyncio.to_thread(held.wait, 10)
-        await send(comm, {"type": "badge", "seq": 1, "at": at(), "uid": world.ana_badge.uid})
-        result, command, ack = await receive(comm), await receive(comm), await receive(comm)
-        assert result["granted"]
-        assert command["action"] == "unlock"
-        assert ack == {"type": "ack", "seq": 1}
+        await send(comm, bank_tap(world))
+        assert await receive(comm) == {"type": "ack", "seq": 1}
         assert not blocker.done()  # the shared thread was busy the whole time
     finally:
         release.set()
         await blocker
         await comm.disconnect()
+
+
+async def test_a_bank_works_with_redis_stopped(world, token, now, settings) -> None:
+    # Nothing listens on port 1: anything that needed Redis would fail at once.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
+        }
+    }
+    channel_layers.backends.clear()
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world))
+    assert await receive(comm) == {"type": "ack", "seq": 1}
+    reservation = await open_remotely(world)
+    assert (await receive(comm))["id"] == str(reservation.command_id)
+    await comm.disconnect()
+    assert await AccessEvent.objects.filter(granted=True).acount() == 1

@@ -201,3 +201,23 @@ def test_signing_in_without_the_csrf_token_is_refused(db) -> None:
     client = Client(enforce_csrf_checks=True)
     assert sign_in(client, "eve").status_code == 403
     assert not is_signed_in(client)
+
+
+def test_staff_sign_in_works_with_the_cache_down(db, settings) -> None:
+    # Nothing listens on port 1: the rate limiter's cache fails on every call.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "lockerhub.cache.ResilientRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    _, secret = make_user("hana", Role.HR, mfa=True)
+    client = Client()
+    assert client.get("/accounts/login/").status_code == 200
+    response = sign_in(client, "hana")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/2fa/authenticate/"
+    response = client.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})
+    assert response.status_code == 302
+    assert is_signed_in(client)

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from devices.actions import create_bank
 from devices.models import LockerBank, Site
 from lockerhub.audit import SYSTEM
+from lockerhub.signing import public_key_text
 
 
 class Command(BaseCommand):
@@ -53,3 +54,8 @@ class Command(BaseCommand):
             "Device token (shown once; give it to the bank worker as LOCKERHUB_BANK_TOKEN):"
         )
         self.stdout.write(token)
+        self.stdout.write(
+            "Server public key (the worker checks its access snapshots with it; "
+            "give it as LOCKERHUB_SERVER_KEY):"
+        )
+        self.stdout.write(public_key_text())
