@@ -3,9 +3,9 @@
 The tap-to-unlock benchmark (``bench/tap_to_unlock.py``) measures what a person feels at the
 bank, with every process of the system on one machine. This one isolates the server's own
 work: it feeds the device consumer's ``apply_event`` (the exact code a bank worker's messages
-run through) the five events of a take and the five of a return — the badge, the unlock's
-result, door open, presence, door closed — in this process, and reports per event type the
-Python CPU, the wall time, the SQL statements and the PostgreSQL backend's CPU::
+run through) the four events of a take and the four of a return — the tap the bank decided,
+door open, presence, door closed — in this process, and reports per event type the Python
+CPU, the wall time, the SQL statements and the PostgreSQL backend's CPU::
 
     .venv/bin/python -m bench.take_cost                    # 200 take+return cycles
     .venv/bin/python -m bench.take_cost --cycles 50 --profile 25
@@ -47,7 +47,7 @@ from bench.tap_to_unlock import (  # noqa: E402
 )
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lockerhub_bench_cost"
-EVENTS = ("badge", "command_result", "door_open", "presence", "door_closed")
+EVENTS = ("tap", "door_open", "presence", "door_closed")
 
 
 def _measure(opts: argparse.Namespace) -> dict[str, Any]:
@@ -56,6 +56,7 @@ def _measure(opts: argparse.Namespace) -> dict[str, Any]:
 
     django.setup()
     from django.db import connection
+    from django.utils.timezone import now as django_now
 
     from bench.tap_world import build_world
     from devices.consumers import DeviceConsumer
@@ -117,19 +118,39 @@ def _measure(opts: argparse.Namespace) -> dict[str, Any]:
         {"slot": n, "door_open": False, "present": p, "charge_state": "charged" if p else "empty"}
         for n, p in slots.items()
     ])  # fmt: skip
+    from access import core
+    from access.snapshot_builder import build_snapshot, slot_states
+
     cycles = opts.warmup + opts.cycles
     for i in range(cycles):
         measured = i >= opts.warmup
         for purpose in ("take", "return"):
-            replies = step("badge", measured, partial(send, "badge", uid=uid))
-            result = next(r for r in replies if r["type"] == "tap_result")
-            if not result["granted"]:
-                raise RuntimeError(f"{purpose} refused: {result}")
-            command = next(r for r in replies if r["type"] == "command")
-            number = command["slot"]
+            # What the bank decides from its snapshot (not counted: that is the bank's work).
+            decision = core.decide(
+                build_snapshot(consumer.bank, now=django_now()),
+                slot_states(consumer.bank),
+                time.time(),
+                uid,
+            )
+            if not decision.granted or decision.purpose != purpose:
+                raise RuntimeError(f"{purpose} refused: {decision}")
+            number = decision.slot
+            tap = {
+                "uid": uid,
+                "granted": True,
+                "reason": str(decision.reason),
+                "purpose": str(decision.purpose),
+                "slot": number,
+                "asset": decision.asset,
+                "checkout": decision.checkout,
+                "holder": decision.holder,
+                "version": 1,
+                "due_at": decision.due_at,
+                "shift_end": decision.shift_end,
+            }
+            step("tap", measured, partial(send, "tap", **tap))
             slots[number] = purpose == "return"
             for name, kind, body in (
-                ("command_result", "command_result", {"id": command["id"], "status": "done"}),
                 ("door_open", "door", {"slot": number, "open": True}),
                 ("presence", "presence", {"slot": number, "present": slots[number]}),
                 ("door_closed", "door", {"slot": number, "open": False}),

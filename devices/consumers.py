@@ -270,6 +270,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
 # --- Browsers: the kiosk screen and the supervisors' dashboard ---
 
 CLOSE_FORBIDDEN = 4403
+CLOSE_LIVE_PAUSED = 4503
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -299,9 +300,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_add(group, self.channel_name)
                 self.groups_joined.append(group)
         except Exception:
-            # No live feed without the channel layer: close, and the page retries with backoff.
-            logger.warning("channel layer unavailable for %s", type(self).__name__, exc_info=True)
-            await self.close(code=1011)
+            # No live feed without the channel layer: close saying so ("live updates paused"),
+            # and the page retries with backoff. The banks are not affected.
+            logger.warning("channel layer unavailable for %s", type(self).__name__)
+            await self.close(code=CLOSE_LIVE_PAUSED)
             return False
         return True
 

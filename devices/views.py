@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -48,6 +49,8 @@ def kiosk(request: HttpRequest, code: str) -> HttpResponse:
             "bank": paired.bank,
             "problems": DAMAGE_PROBLEMS,
             "reset_seconds": KIOSK_RESET_SECONDS,
+            # The bank worker's own feed, on the computer beside the bank that shows this page.
+            "local_feed": settings.LOCKERHUB["KIOSK_LOCAL_FEED"],
         },
     )
 

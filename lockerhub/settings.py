@@ -335,6 +335,9 @@ LOCKERHUB = {
     "SNAPSHOT_VALID_HOURS": env_int("LOCKERHUB_SNAPSHOT_VALID_HOURS", 12, minimum=1),
     "SNAPSHOT_HORIZON_HOURS": env_int("LOCKERHUB_SNAPSHOT_HORIZON_HOURS", 24, minimum=1),
     "SNAPSHOT_REFRESH_MINUTES": env_int("LOCKERHUB_SNAPSHOT_REFRESH_MINUTES", 15, minimum=1),
+    # Where a kiosk page finds the bank worker's local feed when the server is out of reach
+    # (the worker's --kiosk-port on the computer that shows the kiosk); empty: none.
+    "KIOSK_LOCAL_FEED": env_str("LOCKERHUB_KIOSK_LOCAL_FEED", "ws://127.0.0.1:8765/"),
 }
 
 # The Ed25519 key that signs access snapshots (base64 of the 32-byte private seed). Banks hold

@@ -42,6 +42,11 @@ def private_key() -> Ed25519PrivateKey:
         ) from None
 
 
+def private_key_text() -> str:
+    """This server's private seed, base64 (to give another server process the same key)."""
+    return _seed_text(private_key())
+
+
 def new_key_text() -> str:
     """A fresh private seed, base64, for an operator setting up production."""
     return _seed_text(Ed25519PrivateKey.generate())

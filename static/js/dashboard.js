@@ -185,9 +185,11 @@
 
   // --- Connection ---
 
-  function setConnection(live) {
+  function setConnection(live, paused) {
     var node = document.getElementById("live-status");
-    node.textContent = live ? "Live" : "Reconnecting…";
+    // Paused: the live fan-out (Redis) is away. Banks keep deciding and recording on their
+    // own; the page catches up with a fresh snapshot when it is back.
+    node.textContent = live ? "Live" : paused ? "Live updates paused — banks keep working" : "Reconnecting…";
     node.className = "conn " + (live ? "conn-live" : "conn-wait");
     root.dataset.live = live ? "1" : "";
   }
@@ -200,7 +202,7 @@
       try { handle(JSON.parse(event.data)); } catch (e) { if (window.console) console.error(e); }
     };
     socket.onclose = function (event) {
-      setConnection(false);
+      setConnection(false, event.code === 4503);
       if (event.code === 4403) { reload(); return; } // signed out or no longer allowed: the page says why
       var delay = Math.min(30000, 500 * Math.pow(2, attempts)) + Math.random() * 500;
       attempts += 1;

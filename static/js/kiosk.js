@@ -1,9 +1,13 @@
-/* The kiosk screen: live over a WebSocket, no polling; reconnects by itself with backoff. */
+/* The kiosk screen: live over a WebSocket, no polling; reconnects by itself with backoff.
+   When the server's feed cannot be reached it falls back to the bank worker's own local feed
+   (the bank decides taps itself, online or not), and keeps trying the server meanwhile. */
 (function () {
   "use strict";
   var root = document.getElementById("kiosk");
   if (!root) return;
   var bank = root.dataset.bank;
+  var localFeed = root.dataset.localFeed || "";
+  var local = null; // the bank's own feed, used while the server is unreachable
   var resetMs = (parseInt(root.dataset.resetSeconds, 10) || 8) * 1000;
   // A return stays on screen while the door is open, so there is time to report damage.
   var returnMs = 45000;
@@ -63,6 +67,8 @@
   }
 
   function handle(msg) {
+    // The bank's local feed names completions with underscores.
+    if (/^(take|return)_(completed|cancelled)$/.test(msg.type)) msg.type = msg.type.replace("_", ".");
     switch (msg.type) {
       case "hello": setOffline(!msg.online); break;
       case "tap": onTap(msg); break;
@@ -84,24 +90,46 @@
 
   function setOffline(offline) { $("kiosk-offline").hidden = !offline; }
 
-  function setConnection(live) {
+  function setConnection(state) {
     var el = $("kiosk-connection");
-    el.textContent = live ? "Live" : "Reconnecting…";
-    el.className = "conn " + (live ? "conn-live" : "conn-wait");
+    var texts = { live: "Live", local: "Offline mode", wait: "Reconnecting…" };
+    el.textContent = texts[state];
+    el.className = "conn conn-" + (state === "live" ? "live" : "wait");
+  }
+
+  function onMessage(event) {
+    try { handle(JSON.parse(event.data)); } catch (e) { /* a bad frame must not stop the screen */ }
+  }
+
+  function useLocalFeed() {
+    if (!localFeed || local) return;
+    try { local = new WebSocket(localFeed); } catch (e) { local = null; return; }
+    local.onopen = function () { setConnection("local"); setOffline(true); };
+    local.onmessage = function (event) {
+      if (socket && socket.readyState === WebSocket.OPEN) return; // the server's feed has it
+      onMessage(event);
+    };
+    local.onclose = function () { local = null; };
   }
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var opened = false;
     socket = new WebSocket(scheme + location.host + "/ws/kiosk/" + encodeURIComponent(bank) + "/");
-    socket.onopen = function () { attempts = 0; setConnection(true); };
-    socket.onmessage = function (event) {
-      try { handle(JSON.parse(event.data)); } catch (e) { /* a bad frame must not stop the screen */ }
+    socket.onopen = function () {
+      opened = true;
+      attempts = 0;
+      setConnection("live");
+      if (local) { local.close(); local = null; }
     };
+    socket.onmessage = onMessage;
     socket.onclose = function (event) {
-      setConnection(false);
       if (event.code === 4403) { location.reload(); return; } // unpaired: the page says so
+      // The server is out of reach: the bank still decides taps; show them from its feed.
+      useLocalFeed();
+      if (!local || local.readyState !== WebSocket.OPEN) setConnection("wait");
       var delay = Math.min(30000, 500 * Math.pow(2, attempts)) + Math.random() * 500;
-      attempts += 1;
+      if (!opened) attempts += 1;
       setTimeout(connect, delay);
     };
   }
@@ -119,7 +147,10 @@
   var choices = root.querySelectorAll("[data-problem]");
   for (var i = 0; i < choices.length; i++) {
     choices[i].addEventListener("click", function (event) {
-      if (!current || !socket || socket.readyState !== WebSocket.OPEN) return;
+      if (!current || !socket || socket.readyState !== WebSocket.OPEN) {
+        if (current) show("return", { "damage-status": "Damage can be reported when the locker is back online. Please tell your supervisor." }, returnMs);
+        return;
+      }
       socket.send(JSON.stringify({ type: "report_damage", slot: current.slot, problem: event.currentTarget.dataset.problem }));
     });
   }

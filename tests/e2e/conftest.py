@@ -19,6 +19,7 @@ from django.db import connection
 
 from devices.actions import rotate_token
 from devices.emulators.bank import EmulatedBank, SlotSpec
+from lockerhub import signing
 from lockerhub.audit import SYSTEM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,8 @@ def server_env() -> dict[str, str]:
         "LOCKERHUB_MANIFEST_STATIC": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOCKERHUB_DATA_DIR": str(settings.DATA_DIR),
+        # The same snapshot key as this process, so tests can hand workers its public half.
+        "LOCKERHUB_SNAPSHOT_SIGNING_KEY": signing.private_key_text(),
         "PYTHONPATH": str(ROOT),
     }
 
