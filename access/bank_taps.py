@@ -170,7 +170,8 @@ def _mismatch(
     verdict = "granted" if body["granted"] else "denied"
     raise_alert(
         Alert.Kind.DECISION_MISMATCH,
-        f"decision-mismatch:{bank.code}:{access_event.pk}",
+        # One alert per badge and bank snapshot: taps again on the same stale list are one case.
+        f"decision-mismatch:{bank.code}:{body['uid']}:{bank_version}",
         f"{bank.code} {verdict} a tap the server would have "
         f"{'granted' if server.granted else 'denied'} ({body['reason']} vs {server.reason})",
         severity=Alert.Severity.CRITICAL if body["granted"] else Alert.Severity.WARNING,

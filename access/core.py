@@ -439,7 +439,9 @@ def open_signed(public_key: Any, message: Mapping[str, Any], *, bank: str) -> di
     if not verify(public_key, text, signature):
         raise ValueError("bad signature")
     data = json.loads(text)
-    if not isinstance(data, dict) or data.get("bank") != bank:
+    if not isinstance(data, dict):
+        raise ValueError("signed data is not an object")
+    if data.get("bank") != bank:
         raise ValueError(f"signed for bank {data.get('bank')!r}, this is {bank!r}")
     return data
 

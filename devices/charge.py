@@ -7,19 +7,11 @@ and feeds the samples to one :class:`ChargeTracker` per slot, which reports a de
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from devices.wire import ChargeState
 
-class ChargeState(str, enum.Enum):  # noqa: UP042 - (str, Enum) is the agreed contract
-    """What a slot's charger sees; values match ``devices.models.Slot.ChargeState``."""
-
-    EMPTY = "empty"
-    PRESENT_NOT_CHARGING = "present_not_charging"
-    CHARGING = "charging"
-    CHARGED = "charged"
-    FAULT = "fault"
-    UNKNOWN = "unknown"
+__all__ = ["ChargeState", "ChargeThresholds", "ChargeTracker"]
 
 
 # States that describe the device rather than a problem with it or with the readings.

@@ -231,13 +231,12 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             outbox = self._apply_retrying(message.seq, apply)
         except OperationalError:
             raise  # the database is away: the connection drops and the bank replays later
+        except Slot.DoesNotExist:
+            # Bad input, answered as such: nothing applied, nothing recorded.
+            raise ProtocolError(
+                "bad_field", f"bank {self.bank.code} has no slot {body.get('slot')}", message.seq
+            ) from None
         except Exception as error:
-            if isinstance(error, Slot.DoesNotExist):
-                error = ProtocolError(
-                    "bad_field",
-                    f"bank {self.bank.code} has no slot {body.get('slot')}",
-                    message.seq,
-                )
             logger.exception(
                 "bank %s: event %s (%s) could not be applied; kept and acknowledged",
                 self.bank.code,

@@ -144,6 +144,8 @@ def _start_emulators(
     from lockerhub.demo import BANK_CODES
 
     started = []
+    # The first demo bank serves the kiosk's offline feed where the kiosk page looks for it.
+    kiosk_ports = {BANK_CODES[0]: "8765"}
     for bank in LockerBank.objects.filter(code__in=BANK_CODES):
         token = rotate_token(bank, actor=SYSTEM)  # the demo's own banks: a fresh token per run
         child_env = {**env, "LOCKERHUB_BANK_TOKEN": token}
@@ -157,6 +159,8 @@ def _start_emulators(
                 "--server",
                 f"ws://{args.host}:{args.port}",
                 "--headless",
+                "--kiosk-port",
+                kiosk_ports.get(bank.code, "0"),
             ],
             child_env,
         )

@@ -80,6 +80,8 @@ class EmulatedBank:
         person_delay: float = 0.8,
         charge_ramp: float = 0.0,
         worker_log_level: str = "INFO",
+        server_key: str | None = None,
+        kiosk_port: int = 0,
     ) -> None:
         self.code = code
         self.slots = {s.number: s for s in slots}
@@ -92,6 +94,11 @@ class EmulatedBank:
         # them charge and then finish, as after a real power-up.
         self.charge_ramp = charge_ramp
         self.worker_log_level = worker_log_level
+        # The server's public key the worker checks its access snapshots with (else the
+        # worker takes LOCKERHUB_SERVER_KEY from the environment), and its local kiosk feed's
+        # port (0: none, so that several emulated banks on one machine do not collide).
+        self.server_key = server_key
+        self.kiosk_port = kiosk_port
         boards = sorted({s.board for s in slots}) or [0]
         self.board = KerongBoardEmulator(boards, invert_hook, on_unlock=self._on_unlock)
         self.meter = ModbusMeterEmulator(register_count=max(64, len(slots) + 1))
@@ -141,8 +148,11 @@ class EmulatedBank:
             "--lock-port", self.board.port, "--protocol", "kerong-cu16", "--nfc", f"udp:127.0.0.1:{self.nfc_port}",
             "--charge-port", self.meter.port, "--charge-registers", registers,
             "--journal", str(self.journal_path), "--log-level", self.worker_log_level,
+            "--kiosk-port", str(self.kiosk_port),
         ]  # fmt: skip
         env = {**os.environ, "LOCKERHUB_BANK_TOKEN": self.token}
+        if self.server_key:
+            env["LOCKERHUB_SERVER_KEY"] = self.server_key
         self.worker = subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parents[2])  # noqa: S603
         return self.worker
 

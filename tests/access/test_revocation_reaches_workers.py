@@ -54,7 +54,7 @@ async def test_every_connected_bank_hears_of_a_revocation(world: World, tokens) 
     await database_sync_to_async(revoke_badge)(world.ana_badge, actor=SYSTEM, reason="lost")
     for code, comm, snapshot in workers:
         updated = snapshot.with_delta(await next_delta(comm, code))
-        assert updated.badge_for(world.ana_badge.uid).status == "lost"
+        assert updated.badge_for(world.ana_badge.uid).status == "revoked"
         await comm.disconnect()
 
 

@@ -210,6 +210,7 @@ def emulated_bank(asgi_server: str, world, tmp_path: Path) -> Callable[..., Emul
             auto_person=auto_person,
             person_delay=0.3,
             worker_log_level="INFO",
+            server_key=signing.public_key_text(),
         )
         emulated.start(control=False)
         emulated.proxy = proxies[-1] if through_proxy else None

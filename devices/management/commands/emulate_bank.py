@@ -21,6 +21,7 @@ from devices.emulators.bank import (
 )
 from devices.models import LockerBank, Slot
 from lockerhub.audit import SYSTEM
+from lockerhub.signing import public_key_text
 
 
 def slot_specs(bank: LockerBank) -> list[SlotSpec]:
@@ -60,6 +61,12 @@ class Command(BaseCommand):
             help="Nobody stands at the bank: doors stay as you leave them",
         )
         parser.add_argument(
+            "--kiosk-port",
+            type=int,
+            default=0,
+            help="Serve the worker's local kiosk feed on 127.0.0.1:PORT (default: none)",
+        )
+        parser.add_argument(
             "--rotate-token",
             action="store_true",
             help="Give the bank a new device token for this emulator (the old one stops working)",
@@ -93,6 +100,8 @@ class Command(BaseCommand):
             data_dir=data_dir,
             auto_person=not options["manual"],
             invert_hook=bank.invert_hook,
+            server_key=public_key_text(),
+            kiosk_port=options["kiosk_port"],
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
