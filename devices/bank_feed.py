@@ -62,7 +62,10 @@ class BankFeed:
         return {"type": str(kind), **signing.sign_data(data)}
 
     def _refresh_due(self, now: datetime) -> datetime:
-        return now + timedelta(minutes=settings.LOCKERHUB["SNAPSHOT_REFRESH_MINUTES"])
+        # Well before the snapshot's validity runs out, whatever the two settings say.
+        options = settings.LOCKERHUB
+        every = min(options["SNAPSHOT_REFRESH_MINUTES"] * 60, options["SNAPSHOT_VALID_SECONDS"] / 3)
+        return now + timedelta(seconds=every)
 
     def whole(self, now: datetime) -> dict[str, Any]:
         """A new whole snapshot (the next version), signed, as an ``access_snapshot`` message."""

@@ -332,7 +332,12 @@ LOCKERHUB = {
     # The access snapshot a bank decides taps from (docs/device-protocol.md): past its
     # validity the bank refuses new takes; its shift windows reach this far ahead; a connected
     # bank gets a refresh this often.
-    "SNAPSHOT_VALID_HOURS": env_int("LOCKERHUB_SNAPSHOT_VALID_HOURS", 12, minimum=1),
+    # (LOCKERHUB_SNAPSHOT_VALID_SECONDS, when set, says it to the second: for tests.)
+    "SNAPSHOT_VALID_SECONDS": env_int(
+        "LOCKERHUB_SNAPSHOT_VALID_SECONDS",
+        env_int("LOCKERHUB_SNAPSHOT_VALID_HOURS", 12, minimum=1) * 3600,
+        minimum=1,
+    ),
     "SNAPSHOT_HORIZON_HOURS": env_int("LOCKERHUB_SNAPSHOT_HORIZON_HOURS", 24, minimum=1),
     "SNAPSHOT_REFRESH_MINUTES": env_int("LOCKERHUB_SNAPSHOT_REFRESH_MINUTES", 15, minimum=1),
     # Where a kiosk page finds the bank worker's local feed when the server is out of reach

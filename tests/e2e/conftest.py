@@ -19,6 +19,7 @@ from django.db import connection
 
 from devices.actions import rotate_token
 from devices.emulators.bank import EmulatedBank, SlotSpec
+from devices.models import LockerBank
 from lockerhub import signing
 from lockerhub.audit import SYSTEM
 
@@ -70,49 +71,76 @@ def server_env() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def asgi_server(django_db_setup, django_db_blocker) -> Iterator[str]:
-    """A Daphne process serving the ASGI application on the test database. Yields its base URL."""
-    port = free_port()
-    with django_db_blocker.unblock():
-        env = server_env()
-    log = open(Path(settings.DATA_DIR) / f"daphne-e2e-{port}.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "lockerhub.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+class Daphne:
+    """A Daphne process serving the ASGI application on the test database."""
 
-    def up() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"daphne exited with {process.returncode}; see {log.name}")
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(settings.DATA_DIR) / f"daphne-e2e-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "lockerhub.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._up, timeout=30, what="daphne to answer /healthz")
+
+    def _up(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"daphne exited with {self.process.returncode}; see {self.log.name}")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:  # noqa: S310 - loopback
                 return response.status == 200
         except OSError:
             return False
 
-    wait_for(up, timeout=30, what="daphne to answer /healthz")
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker) -> Iterator[str]:
+    """A Daphne process serving the ASGI application on the test database. Yields its base URL."""
+    with django_db_blocker.unblock():
+        env = server_env()
+    server = Daphne(env)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def start_daphne(django_db_setup, django_db_blocker) -> Iterator[Callable[..., str]]:
+    """Start another Daphne on the test database with some settings changed; yields its URL.
+
+    Stopped at the end of the session."""
+    servers: list[Daphne] = []
+
+    def start(**env: str) -> str:
+        with django_db_blocker.unblock():
+            base = server_env()
+        servers.append(Daphne({**base, **env}))
+        return servers[-1].url
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 class TcpProxy:
@@ -188,10 +216,16 @@ def emulated_bank(asgi_server: str, world, tmp_path: Path) -> Callable[..., Emul
     started: list[EmulatedBank] = []
     proxies: list[TcpProxy] = []
 
-    def start(*, through_proxy: bool = False, auto_person: bool = False) -> EmulatedBank:
-        bank = world.bank
+    def start(
+        *,
+        through_proxy: bool = False,
+        auto_person: bool = False,
+        bank: LockerBank | None = None,
+        server: str | None = None,
+    ) -> EmulatedBank:
+        bank = bank or world.bank
         token = rotate_token(bank, actor=SYSTEM)
-        server_port = int(asgi_server.rsplit(":", 1)[1])
+        server_port = int((server or asgi_server).rsplit(":", 1)[1])
         if through_proxy:
             proxy = TcpProxy(server_port).start()
             proxies.append(proxy)

@@ -7,19 +7,16 @@ a KR-CU16 emulator on a pty that the worker opens as a serial port.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from access.models import AccessEvent, AccessRule, Reason
 from assets.models import Checkout, Reservation
-from devices.actions import flag_doors_held_open
+from devices.actions import flag_doors_held_open, remote_open
 from devices.models import LockerBank, Slot
-from lockerhub import events
 from lockerhub.models import Alert, AuditEvent
 from tests.conftest import World
 from tests.e2e.conftest import wait_for
@@ -149,26 +146,28 @@ def test_door_held_open_past_the_limit_is_recorded(world: World, emulated_bank) 
 
 
 def test_the_same_command_delivered_twice_unlocks_once(world: World, emulated_bank) -> None:
-    bank = emulated_bank()
+    bank = emulated_bank(through_proxy=True)
     connected(world)
-    command = {
-        "id": str(uuid.uuid4()), "action": "unlock", "slot": 6, "board": 0, "lock_index": 5,
-        "expires_at": (timezone.now() + timedelta(seconds=30)).isoformat(),
-    }  # fmt: skip
-    send = async_to_sync(get_channel_layer().group_send)
 
     def last_seq() -> int:
         return LockerBank.objects.get(pk=world.bank.pk).last_event_seq
 
-    send(events.device_group(world.bank.code), {"type": "device_command", "payload": command})
+    reservation = remote_open(
+        slot(world, 6), user=AnonymousUser(), actor="api:test", reason="Check the strap"
+    )
     wait_for(lambda: bank.board.unlock_log, what="the first unlock")
     # The door opening and the command's result come back as events; wait until they settle.
     wait_for(lambda: slot(world, 6).door_state == Slot.DoorState.OPEN, what="the door to open")
-    time.sleep(0.5)
+    wait_for(
+        lambda: Reservation.objects.get(pk=reservation.pk).status == "opened", what="the opening"
+    )
+    # As if the server had lost track of it: the command is pending again, and the connection
+    # drops, so the server sends it once more on reconnect.
+    Reservation.objects.filter(pk=reservation.pk).update(status="pending")
     seq = last_seq()
-    send(events.device_group(world.bank.code), {"type": "device_command", "payload": command})
+    bank.proxy.drop_connections()
     # The worker answers the repeat with the original result (one more event) and unlocks nothing.
-    wait_for(lambda: last_seq() > seq, what="the repeated command's result")
+    wait_for(lambda: last_seq() > seq + 1, 20, what="the repeated command's result")
     assert [(b, i) for _, b, i in bank.board.unlock_log] == [(0, 5)]
 
 
