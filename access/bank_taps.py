@@ -124,7 +124,9 @@ def record_bank_tap(
             at=at,
         )
         if now - at < LIVE_FOR:
-            events.broadcast(events.bank_group(bank.code), "tap", _kiosk_payload(body, employee))
+            events.broadcast(
+                events.bank_group(bank.code), "tap", _kiosk_payload(body, employee, hold)
+            )
         if reason in core.MISUSE:
             raise_alert(
                 Alert.Kind.SUSPICIOUS_ACCESS,
@@ -142,14 +144,27 @@ def record_bank_tap(
     return access_event
 
 
-def _kiosk_payload(body: dict[str, Any], employee: Employee | None) -> dict[str, Any]:
+def _kiosk_payload(
+    body: dict[str, Any], employee: Employee | None, hold: Reservation | None
+) -> dict[str, Any]:
+    """What the kiosk shows of the tap: the words the bank's own screen showed."""
+    asset = hold.checkout.asset if hold is not None and hold.checkout is not None else None
+    said = core.Decision(
+        granted=bool(body["granted"]),
+        reason=core.Reason(body["reason"]),
+        first_name=employee.first_name if employee is not None else "",
+        purpose=body.get("purpose"),
+        slot=body.get("slot"),
+        asset=body.get("asset"),
+        type_name=asset.asset_type.name if asset is not None else "device",
+    )
     payload = {
-        "granted": bool(body["granted"]),
-        "reason": str(body["reason"]),
-        "message": body.get("message") or "",
-        "purpose": body.get("purpose"),
-        "slot": body.get("slot"),
-        "asset": body.get("asset"),
+        "granted": said.granted,
+        "reason": str(said.reason),
+        "message": said.message,
+        "purpose": said.purpose,
+        "slot": said.slot,
+        "asset": said.asset,
     }
     if employee is not None:
         payload["first_name"] = employee.first_name
