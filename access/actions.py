@@ -1,7 +1,9 @@
 """Every state change about people and access: the badge decision, badges, offboarding.
 
-``present_badge`` is the decision path (DESIGN §4.1-4.3). It reads only the database: no
-Redis, no Celery, so a bank keeps working when the live fan-out is down.
+``present_badge`` is the server's decision path (DESIGN §4.1-4.3): the rule is
+``access.core``'s, the one a bank runs itself, applied to what the database says now; this
+module locks, records and tells. It reads only the database: no Redis, no Celery, so a bank
+keeps working when the live fan-out is down.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Case, When
 from django.utils import timezone
 
+from access import core
 from access.models import (
     REASON_MESSAGES,
     AccessEvent,
@@ -32,7 +36,7 @@ from access.models import (
     ShiftAssignment,
     normalize_uid,
 )
-from access.queries import assignments_around, shift_window
+from access.snapshot_builder import server_decision
 from assets import actions as asset_actions
 from assets.models import AssetType, Checkout, Reservation
 from devices.models import LockerBank, Site, Slot
@@ -45,10 +49,8 @@ from lockerhub.writes import save_unique
 logger = logging.getLogger(__name__)
 
 
-class Intent(enum.StrEnum):
-    AUTO = "auto"  # return if something is out, otherwise take
-    TAKE = "take"
-    RETURN = "return"
+# Re-exported: callers name the intent of a tap from here.
+Intent = core.Intent
 
 
 @dataclass
@@ -85,11 +87,6 @@ class TapResult:
         return payload
 
 
-class Denied(Exception):
-    def __init__(self, reason: Reason):
-        self.reason = reason
-
-
 def _message(reason: Reason, employee: Employee | None) -> str:
     return REASON_MESSAGES.get(reason, reason.label).format(
         name=employee.first_name if employee else ""
@@ -107,22 +104,32 @@ def present_badge(
     damage_note: str = "",
     actor: str | None = None,
 ) -> TapResult:
-    """A badge was presented at ``bank``: decide, reserve a slot if granted, record everything."""
+    """A badge was presented at ``bank``: decide, reserve a slot if granted, record everything.
+
+    The decision is ``access.core.decide``'s, on a snapshot of this UID read from the
+    database (``access.snapshot_builder.server_decision``): the rule a bank applies itself.
+    """
     now = now or timezone.now()
     uid = normalize_uid(uid)
     actor = actor or audit.actor_for_bank(bank.code)
     # No savepoint when nested (a bank worker's tap runs inside apply_worker_event): an error
     # fails the whole event, and a savepoint would be two more round trips on every tap.
     with transaction.atomic(savepoint=False):
-        badge = _select_badge(uid, now)
+        badge, *decided = _decide(bank, uid, now, intent, pin)
         employee = badge.employee if badge else None
-        try:
-            reservation, reason = _decide(
-                bank, uid, badge, employee, now, intent, pin, damaged, damage_note
-            )
-            granted = True
-        except Denied as denied:
-            reservation, reason, granted = None, denied.reason, False
+        reservation, reason = _hold(
+            bank,
+            uid,
+            badge,
+            decided,
+            now=now,
+            intent=intent,
+            pin=pin,
+            damaged=damaged,
+            damage_note=damage_note,
+            actor=actor,
+        )
+        granted = reservation is not None
         access_event = AccessEvent.objects.create(
             bank=bank,
             at=now,
@@ -157,7 +164,7 @@ def present_badge(
             at=now,
         )
         events.broadcast(events.bank_group(bank.code), "tap", result.as_kiosk_payload())
-        if reason in (Reason.BADGE_REVOKED, Reason.BADGE_LOST, Reason.EMPLOYEE_OFFBOARDED):
+        if reason in core.MISUSE:
             raise_alert(
                 Alert.Kind.SUSPICIOUS_ACCESS,
                 tap_key("badge-misuse", uid, bank.code, now),
@@ -179,153 +186,113 @@ def _granted_message(reservation: Reservation, employee: Employee) -> str:
     return f"Thanks {employee.first_name} — door {reservation.slot.number} is open, put {asset.asset_tag} back and close the door"
 
 
-def _select_badge(uid: str, now: datetime) -> Badge | None:
+def _select_badge(uid: str) -> Badge | None:
     """The badge this UID stands for: the active one if any, otherwise the most recent.
 
     Its holder's row is locked in the same statement, and read as it is once the lock is
     granted: taps of one person are serialised (two banks at once must not exceed a limit),
     and an offboarding that committed while this tap waited is seen.
     """
-    badges = list(
+    return (
         Badge.objects.filter(uid=uid)
         .select_related("employee__department")
         .select_for_update(of=("employee",))
-        .order_by("-issued_at")[:5]
+        .order_by(Case(When(status=Badge.Status.ACTIVE, then=0), default=1), "-issued_at", "-pk")
+        .first()
     )
-    for badge in badges:
-        if badge.status == Badge.Status.ACTIVE:
-            return badge
-    return badges[0] if badges else None
-
-
-def _check_badge(badge: Badge | None, employee: Employee | None, now: datetime) -> None:
-    if badge is None:
-        raise Denied(Reason.BADGE_UNKNOWN)
-    if badge.status == Badge.Status.REVOKED:
-        raise Denied(
-            Reason.EMPLOYEE_OFFBOARDED
-            if employee.status == Employee.Status.OFFBOARDED
-            else Reason.BADGE_REVOKED
-        )
-    if badge.status == Badge.Status.LOST:
-        raise Denied(Reason.BADGE_LOST)
-    if badge.status == Badge.Status.EXPIRED or (
-        badge.valid_until is not None and badge.valid_until <= now
-    ):
-        raise Denied(Reason.BADGE_EXPIRED)
-    if badge.valid_from > now:
-        raise Denied(Reason.BADGE_NOT_YET_VALID)
-    if employee.status == Employee.Status.OFFBOARDED:
-        raise Denied(Reason.EMPLOYEE_OFFBOARDED)
-    if employee.status == Employee.Status.SUSPENDED:
-        raise Denied(Reason.EMPLOYEE_SUSPENDED)
 
 
 def _decide(
+    bank: LockerBank, uid: str, now: datetime, intent: Intent, pin: str | None
+) -> tuple[Badge | None, core.Decision, core.Snapshot | None, list[core.SlotState]]:
+    """Lock the holder, then the bank's slots, and decide: the badge, the core's decision and
+    what it was made from.
+
+    The decision reads the database again after the locks; should the UID have passed to
+    another person's badge in between, that person is locked and the tap decided again.
+    """
+    for _ in range(3):
+        badge = _select_badge(uid)
+        decision, snapshot, states = server_decision(
+            bank, uid, now=now, intent=intent, pin=pin, lock=True
+        )
+        if decision.holder == (badge.employee_id if badge else None):
+            return badge, decision, snapshot, states
+    logger.warning("badge %s changed hands during every try of a tap at %s", uid, bank.code)
+    return None, core.Decision(False, core.Reason.BADGE_UNKNOWN), None, []
+
+
+def _hold(
     bank: LockerBank,
     uid: str,
     badge: Badge | None,
-    employee: Employee | None,
+    decided: tuple[core.Decision, core.Snapshot | None, list[core.SlotState]],
+    *,
     now: datetime,
     intent: Intent,
     pin: str | None,
     damaged: bool,
     damage_note: str,
-) -> tuple[Reservation, Reason]:
-    _check_badge(badge, employee, now)
-    open_checkouts = list(
-        Checkout.objects.open()
-        .filter(employee=employee)
-        .select_related("asset__asset_type")
-        .order_by("reserved_at")
-    )
-    pending_take = next((c for c in open_checkouts if c.status == Checkout.Status.RESERVED), None)
-    active = [c for c in open_checkouts if c.status == Checkout.Status.ACTIVE]
+    actor: str,
+) -> tuple[Reservation | None, Reason]:
+    """Make the records of a granted tap: the reservation (None when denied), and why.
 
-    if pending_take is not None and pending_take.slot_out.bank_id == bank.pk:
-        # A second tap while the door waits: show the same door again, no new reservation.
-        return pending_take.reservations.active().select_related("slot").get(), Reason.GRANTED_TAKE
-
-    if active and intent in (Intent.AUTO, Intent.RETURN):
-        # Return the item due first.
-        checkout = min(active, key=lambda c: c.due_at or c.reserved_at)
-        reservation = asset_actions.do_reserve_return(
-            checkout=checkout, bank=bank, now=now, damaged=damaged, damage_note=damage_note
-        )
-        if reservation is None:
-            raise Denied(Reason.NO_RETURN_SLOT)
-        return reservation, Reason.GRANTED_RETURN
-    if intent == Intent.RETURN:
-        raise Denied(Reason.NO_RETURN_SLOT)
-
-    rules = list(
-        AccessRule.objects.for_employee(employee).at_bank(bank).prefetch_related("asset_types")
-    )
-    if not rules:
-        raise Denied(Reason.NOT_PERMITTED)
-
-    assignments = assignments_around(employee, now) if any(r.require_shift for r in rules) else []
-    in_window: list[tuple[AccessRule, datetime | None]] = []
-    for rule in rules:
-        if not rule.require_shift:
-            in_window.append((rule, None))
-            continue
-        window = shift_window(assignments, now, rule.grace_before, rule.grace_after)
-        if window is not None:
-            in_window.append((rule, window[2]))
-    if not in_window:
-        raise Denied(Reason.OUTSIDE_SHIFT)
-
-    if any(c.is_overdue(now) for c in active):
-        raise Denied(Reason.ITEM_OVERDUE)
-
-    held_by_type: dict[int, int] = {}
-    for checkout in open_checkouts:
-        held_by_type[checkout.asset.asset_type_id] = (
-            held_by_type.get(checkout.asset.asset_type_id, 0) + 1
-        )
-    allowed: dict[int, datetime | None] = {}
-    for rule, shift_end in in_window:
-        type_ids = {t.pk for t in rule.asset_types.all()}
-        if sum(held_by_type.get(t, 0) for t in type_ids) >= rule.max_concurrent:
-            continue
-        for type_id in type_ids:
-            allowed[type_id] = _later(allowed.get(type_id, shift_end), shift_end)
-    if not allowed:
-        raise Denied(Reason.LIMIT_REACHED)
-
-    pin_types = {t.pk for rule, _ in in_window for t in rule.asset_types.all() if t.requires_pin}
-    pin_ok = pin is not None and badge.check_pin(pin)
-    usable = set(allowed) - pin_types if not pin_ok else set(allowed)
-    reservation = (
-        asset_actions.do_reserve_take(
-            employee=employee,
+    The bank's slot rows are locked (``_decide``), so the decided slot is as it was read.
+    """
+    decision, snapshot, states = decided
+    while decision.granted and snapshot is not None:
+        if decision.again:
+            # The same door shown again to someone already holding it: no new reservation.
+            return _active_reservation(bank, decision.slot), Reason(decision.reason)
+        slot = Slot.objects.select_related("asset__asset_type").get(bank=bank, number=decision.slot)
+        slot.bank = bank  # no join to read it again
+        if decision.purpose == core.Purpose.RETURN:
+            reservation = asset_actions.do_reserve_return(
+                checkout=Checkout.objects.select_related("asset__asset_type").get(
+                    pk=decision.checkout
+                ),
+                slot=slot,
+                now=now,
+                actor=actor,
+                damaged=damaged,
+                damage_note=damage_note,
+            )
+            if reservation is None:  # its return is under way at another bank, door open
+                return None, Reason.NO_RETURN_SLOT
+            return reservation, Reason.GRANTED_RETURN
+        reservation = asset_actions.do_reserve_take(
+            employee=badge.employee,
             badge=badge,
-            bank=bank,
-            shift_end_by_type={t: allowed[t] for t in usable},
+            slot=slot,
+            shift_end_at=_at(decision.shift_end),
             now=now,
         )
-        if usable
-        else None
+        if reservation is not None:
+            return reservation, Reason.GRANTED_TAKE
+        # The device left circulation after the snapshot was read: decide again without it.
+        asset = slot.asset
+        left = replace(
+            snapshot.slots[slot.number],
+            asset=asset.asset_tag if asset else None,
+            asset_status=asset.status if asset else None,
+        )
+        snapshot = replace(snapshot, slots={**snapshot.slots, slot.number: left})
+        decision = core.decide(snapshot, states, now.timestamp(), uid, intent=intent, pin=pin)
+    return None, Reason(decision.reason)
+
+
+def _active_reservation(bank: LockerBank, number: int) -> Reservation:
+    reservation = (
+        Reservation.objects.active()
+        .select_related("slot", "checkout__asset__asset_type")
+        .get(slot__bank=bank, slot__number=number)
     )
-    # Only a PIN-protected device is left: ask for (or reject) the PIN rather than say "none".
-    if (
-        reservation is None
-        and pin_types
-        and not pin_ok
-        and Slot.objects.dispensable(bank, pin_types).exists()
-    ):
-        raise Denied(Reason.PIN_REQUIRED if pin is None else Reason.PIN_INCORRECT)
-    if reservation is None:
-        raise Denied(Reason.NO_ASSET_AVAILABLE)
-    return reservation, Reason.GRANTED_TAKE
+    reservation.slot.bank = bank
+    return reservation
 
 
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    # None means "no shift bound" (a rule without shift), which is the latest of all.
-    if a is None or b is None:
-        return None
-    return max(a, b)
+def _at(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 # --- Badges ---

@@ -674,11 +674,10 @@ def _decide(
     if not allowed:
         raise _Denied(Reason.LIMIT_REACHED)
 
+    # Only types still allowed (under their limit): a PIN is never asked for a device that
+    # the right PIN would not give.
     pin_types = {
-        t
-        for rule, _ in in_window
-        for t in rule.types
-        if (info := snapshot.types.get(t)) is not None and info.requires_pin
+        t for t in allowed if (info := snapshot.types.get(t)) is not None and info.requires_pin
     }
     pin_ok = pin is not None and check_pin(pin, badge.pin_hash)
     usable = set(allowed) if pin_ok else set(allowed) - pin_types

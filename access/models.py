@@ -14,16 +14,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from access import core
+from devices.wire import normalize_uid  # the one UID spelling, shared with the bank worker
 from lockerhub.roles import ROLE_GROUPS, STAFF_ROLES
 
 uid_validator = RegexValidator(
     r"^(?:[0-9A-F]{2}){4,10}$", "A badge UID is 4 to 10 bytes of upper-case hex."
 )
-
-
-def normalize_uid(raw: str) -> str:
-    """``04:a1:b2…`` / ``04 A1 B2`` / ``04a1b2`` → ``04A1B2``."""
-    return "".join(ch for ch in raw.upper() if ch in "0123456789ABCDEF")
 
 
 class Department(models.Model):
@@ -327,46 +324,14 @@ class AccessRule(models.Model):
         return timedelta(minutes=self.grace_after_minutes)
 
 
-class Reason(models.TextChoices):
-    """Why a badge presentation was granted or denied. Codes are stable: kiosks and reports use them."""
-
-    GRANTED_TAKE = "granted_take", "Take granted"
-    GRANTED_RETURN = "granted_return", "Return granted"
-    BADGE_UNKNOWN = "badge_unknown", "Badge not recognised"
-    BADGE_REVOKED = "badge_revoked", "Badge revoked"
-    BADGE_LOST = "badge_lost", "Badge reported lost"
-    BADGE_EXPIRED = "badge_expired", "Badge expired"
-    BADGE_NOT_YET_VALID = "badge_not_yet_valid", "Badge not valid yet"
-    EMPLOYEE_SUSPENDED = "employee_suspended", "Employee suspended"
-    EMPLOYEE_OFFBOARDED = "employee_offboarded", "Employee offboarded"
-    NOT_PERMITTED = "not_permitted", "No access rule at this bank"
-    OUTSIDE_SHIFT = "outside_shift", "Outside shift"
-    ITEM_OVERDUE = "item_overdue", "Item overdue"
-    LIMIT_REACHED = "limit_reached", "Already holding the maximum"
-    PIN_REQUIRED = "pin_required", "PIN required"
-    PIN_INCORRECT = "pin_incorrect", "PIN incorrect"
-    NO_ASSET_AVAILABLE = "no_asset_available", "No asset available"
-    NO_RETURN_SLOT = "no_return_slot", "No free slot for the return"
-
+# Why a badge presentation was granted or denied: the decision core's codes (stable: kiosks,
+# reports and bank workers use them), with its labels, as model choices.
+Reason = models.TextChoices(
+    "Reason", [(reason.name, (reason.value, core.REASON_LABELS[reason])) for reason in core.Reason]
+)
 
 # What the kiosk says, in plain words. {name} is the holder's first name where known.
-REASON_MESSAGES: dict[str, str] = {
-    Reason.BADGE_UNKNOWN: "This badge is not registered. Please see your supervisor.",
-    Reason.BADGE_REVOKED: "This badge has been revoked. Please see your supervisor.",
-    Reason.BADGE_LOST: "This badge was reported lost. Please see your supervisor for a new one.",
-    Reason.BADGE_EXPIRED: "This badge has expired. Please see your supervisor.",
-    Reason.BADGE_NOT_YET_VALID: "This badge is not active yet.",
-    Reason.EMPLOYEE_SUSPENDED: "Sorry {name}, your access is suspended. Please see your supervisor.",
-    Reason.EMPLOYEE_OFFBOARDED: "Access has ended for this badge.",
-    Reason.NOT_PERMITTED: "Sorry {name}, you are not set up to take devices from this locker.",
-    Reason.OUTSIDE_SHIFT: "Sorry {name}, devices can only be taken during your shift.",
-    Reason.ITEM_OVERDUE: "Sorry {name}, please return your overdue device first.",
-    Reason.LIMIT_REACHED: "Sorry {name}, you already have the maximum number of devices.",
-    Reason.PIN_REQUIRED: "{name}, please enter your PIN for this device.",
-    Reason.PIN_INCORRECT: "Sorry {name}, that PIN is not correct.",
-    Reason.NO_ASSET_AVAILABLE: "Sorry {name}, no charged device is available here right now. Try another locker.",
-    Reason.NO_RETURN_SLOT: "Sorry {name}, there is no free door here for a return. Try another locker.",
-}
+REASON_MESSAGES: dict[str, str] = core.REASON_MESSAGES
 
 
 class AccessEvent(models.Model):

@@ -1,48 +1,13 @@
-"""Read-side questions about access: shift windows, applicable rules."""
+"""Read-side questions about access. (Shift windows and the rules that hold at a bank are read
+for decisions by ``access.snapshot_builder``.)"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from access.models import Badge, Employee, Shift, ShiftAssignment, normalize_uid
+from access.models import Badge, Employee, normalize_uid
 
-
-def assignments_around(employee: Employee, now: datetime) -> list[ShiftAssignment]:
-    """Assignments that may hold a shift window around ``now`` (yesterday to tomorrow, UTC-wide)."""
-    day = now.date()
-    return list(
-        ShiftAssignment.objects.filter(employee=employee)
-        .filter(valid_from__lte=day + timedelta(days=2))
-        .exclude(valid_until__lt=day - timedelta(days=2))
-        .select_related("shift__site")
-    )
-
-
-def shift_window(
-    assignments: list[ShiftAssignment], now: datetime, before: timedelta, after: timedelta
-) -> tuple[Shift, datetime, datetime] | None:
-    """The assigned shift occurrence whose window (with grace) holds ``now``, if any.
-
-    An assignment counts for an occurrence that *starts* on a day within its validity, read in
-    the shift's site time zone; of several matches the one ending last wins (a later due time).
-    """
-    best: tuple[Shift, datetime, datetime] | None = None
-    for assignment in assignments:
-        shift = assignment.shift
-        tz = shift.site.tz
-        window = shift.window_at(now, tz, before, after)
-        if window is None:
-            continue
-        start_day = window[0].astimezone(tz).date()
-        if start_day < assignment.valid_from or (
-            assignment.valid_until and start_day > assignment.valid_until
-        ):
-            continue
-        if best is None or window[1] > best[2]:
-            best = (shift, window[0], window[1])
-    return best
+_HEX = frozenset("0123456789ABCDEF")
 
 
 def search_employees(text: str = "", status: str = "") -> QuerySet[Employee]:
@@ -65,7 +30,7 @@ def search_employees(text: str = "", status: str = "") -> QuerySet[Employee]:
         )
         uid = normalize_uid(word)
         # A UID is hex: only a word that is hex (with the separators readers print) can be one.
-        if len(uid) >= 4 and len(uid) == len(word.replace(":", "").replace("-", "")):
+        if len(uid) >= 4 and set(uid) <= _HEX:
             match |= Exists(Badge.objects.filter(employee=OuterRef("pk"), uid__contains=uid))
         employees = employees.filter(match)
     return employees.order_by("last_name", "first_name", "employee_number")

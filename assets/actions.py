@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from access.models import Badge, Employee
 from assets.models import Asset, AssetType, Checkout, Reservation
-from devices.models import LockerBank, Slot
+from devices.models import Slot
 from lockerhub import actions as alert_actions
 from lockerhub import audit, events
 from lockerhub.models import Alert
@@ -73,128 +73,104 @@ def broadcast_slot(slot: Slot) -> None:
     events.broadcast(events.bank_group(slot.bank.code), "slot.changed", _slot_payload(slot))
 
 
+def _unlock(slot: Slot) -> None:
+    slot.lock_state = Slot.LockState.UNLOCKED
+    slot.save(update_fields=["lock_state"])
+    broadcast_slot(slot)
+
+
 def do_reserve_take(
     *,
     employee: Employee,
     badge: Badge | None,
-    bank: LockerBank,
-    shift_end_by_type: Mapping[int, datetime | None],
+    slot: Slot,
+    shift_end_at: datetime | None,
     now: datetime,
 ) -> Reservation | None:
-    """Reserve the best dispensable slot for ``employee``; None when nothing is left.
+    """Hold ``slot`` for ``employee`` to take the device in it: a reserved checkout, due after
+    ``shift_end_at`` (None: no shift bound), and the reservation that unlocks the door.
 
-    Candidates are locked one by one and re-checked after locking: another tap may have
-    taken the slot between our read and our lock. The partial unique index on active
-    reservations is the last word if two get through anyway. ``shift_end_by_type`` maps each
-    asset type the employee may take to the end of the shift that allows it (None: no shift
-    bound); the due time follows from it.
+    Which slot is the decision's (``access.core``); the caller holds the slot's row lock and
+    read ``slot.asset`` with its type. The asset row is locked here, after the slot, as
+    retiring a device does: a status change committed while the caller waited is seen, and
+    wins. None (with ``slot.asset.status`` as it is now) when the device is no longer
+    available. The partial unique indexes on open checkouts and active reservations are the
+    last word.
     """
-    asset_type_ids = set(shift_end_by_type)
-    candidate_ids = list(
-        Slot.objects.dispensable(bank, asset_type_ids).values_list("pk", flat=True)[:10]
+    asset = slot.asset
+    if asset is None:
+        return None
+    asset.status = (
+        Asset.objects.select_for_update().values_list("status", flat=True).get(pk=asset.pk)
     )
-    for slot_id in candidate_ids:
-        slot = (
-            Slot.objects.select_for_update(of=("self",))
-            .select_related("asset__asset_type")
-            .get(pk=slot_id)
-        )
-        slot.bank = bank  # the candidates are this bank's: no join to read it again
-        if slot.asset_id is not None:
-            # The join above read the asset as it was when this statement began; a retirement
-            # committed while we waited for the slot is seen only by locking the asset itself.
-            slot.asset.status = (
-                Asset.objects.select_for_update()
-                .values_list("status", flat=True)
-                .get(pk=slot.asset_id)
-            )
-        if not _still_dispensable(slot, asset_type_ids):
-            continue
-        shift_end_at = shift_end_by_type[slot.asset.asset_type_id]
-        try:
-            with transaction.atomic():
-                checkout = Checkout.objects.create(
-                    asset=slot.asset,
-                    employee=employee,
-                    badge=badge,
-                    slot_out=slot,
-                    reserved_at=now,
-                    shift_end_at=shift_end_at,
-                    due_at=due_at_for(slot.asset.asset_type, now, shift_end_at),
-                )
-                reservation = Reservation.objects.create(
-                    slot=slot,
-                    checkout=checkout,
-                    purpose=Reservation.Purpose.TAKE,
-                    created_at=now,
-                    expires_at=now + reservation_timeout(),
-                )
-        except IntegrityError:
-            logger.info("slot %s reserved concurrently; trying the next one", slot)
-            continue
-        slot.lock_state = Slot.LockState.UNLOCKED
-        slot.save(update_fields=["lock_state"])
-        broadcast_slot(slot)
-        return reservation
-    return None
-
-
-def _still_dispensable(slot: Slot, asset_type_ids: set[int]) -> bool:
-    return (
-        slot.asset is not None
-        and slot.asset.status == Asset.Status.AVAILABLE
-        and slot.asset.asset_type_id in asset_type_ids
-        and not slot.out_of_service
-        and slot.charge_state != Slot.ChargeState.FAULT
-        and slot.door_state == Slot.DoorState.CLOSED
-        and not Reservation.objects.active().filter(slot=slot).exists()
+    if asset.status != Asset.Status.AVAILABLE:
+        return None
+    checkout = Checkout.objects.create(
+        asset=asset,
+        employee=employee,
+        badge=badge,
+        slot_out=slot,
+        reserved_at=now,
+        shift_end_at=shift_end_at,
+        due_at=due_at_for(asset.asset_type, now, shift_end_at),
     )
+    reservation = Reservation.objects.create(
+        slot=slot,
+        checkout=checkout,
+        purpose=Reservation.Purpose.TAKE,
+        created_at=now,
+        expires_at=now + reservation_timeout(),
+    )
+    _unlock(slot)
+    return reservation
 
 
 def do_reserve_return(
     *,
     checkout: Checkout,
-    bank: LockerBank,
+    slot: Slot,
     now: datetime,
+    actor: str,
     damaged: bool = False,
     damage_note: str = "",
 ) -> Reservation | None:
-    """Reserve an empty charging slot for ``checkout``'s asset, preferring the slot it came from."""
-    existing = checkout.reservations.active().select_related("slot").first()
-    if existing is not None and existing.slot.bank_id == bank.pk:
-        return existing
-    candidates = list(Slot.objects.free_for_return(bank).values_list("pk", flat=True)[:10])
-    if checkout.slot_out_id in candidates:
-        candidates.remove(checkout.slot_out_id)
-        candidates.insert(0, checkout.slot_out_id)
-    for slot_id in candidates:
-        slot = Slot.objects.select_for_update(of=("self",)).get(pk=slot_id)
-        slot.bank = bank  # the candidates are this bank's
-        if (
-            slot.asset_id is not None
-            or slot.out_of_service
-            or slot.charge_state == Slot.ChargeState.FAULT
-            or Reservation.objects.active().filter(slot=slot).exists()
-        ):
-            continue
-        try:
-            with transaction.atomic():
-                reservation = Reservation.objects.create(
-                    slot=slot,
-                    checkout=checkout,
-                    purpose=Reservation.Purpose.RETURN,
-                    created_at=now,
-                    expires_at=now + reservation_timeout(),
-                    damaged=damaged,
-                    damage_note=damage_note[:500],
-                )
-        except IntegrityError:
-            continue
-        slot.lock_state = Slot.LockState.UNLOCKED
-        slot.save(update_fields=["lock_state"])
-        broadcast_slot(slot)
-        return reservation
-    return None
+    """Hold the empty ``slot`` for ``checkout``'s device to come back.
+
+    One loan has one return under way, whatever the bank: a return still waiting for its door
+    elsewhere is cancelled ("returned elsewhere"); one whose door is already open there wins,
+    and this gives None. The caller holds the slot's row lock (the slot is the decision's).
+    """
+    elsewhere = list(
+        Reservation.objects.select_for_update(of=("self",))
+        .select_related("slot__bank", "slot__asset")
+        .filter(
+            checkout=checkout,
+            purpose=Reservation.Purpose.RETURN,
+            status__in=Reservation.ACTIVE_STATUSES,
+        )
+        .exclude(slot=slot)
+    )
+    if any(other.status == Reservation.Status.OPENED for other in elsewhere):
+        return None
+    for other in elsewhere:
+        do_end_reservation(
+            other,
+            Reservation.Status.CANCELLED,
+            at=now,
+            actor=actor,
+            data={"reason": "returned elsewhere"},
+        )
+    reservation = Reservation.objects.create(
+        slot=slot,
+        checkout=checkout,
+        purpose=Reservation.Purpose.RETURN,
+        created_at=now,
+        expires_at=now + reservation_timeout(),
+        damaged=damaged,
+        damage_note=damage_note[:500],
+    )
+    _unlock(slot)
+    return reservation
 
 
 def report_damage(

@@ -153,18 +153,6 @@ class SlotQuerySet(models.QuerySet):
             .order_by("is_charged", "charge_state_since", "number")
         )
 
-    def free_for_return(self, bank: LockerBank) -> SlotQuerySet:
-        """Empty charging slots at ``bank`` that can take a device back."""
-        return (
-            self.filter(
-                bank=bank, asset__isnull=True, has_charger=True, door_state=Slot.DoorState.CLOSED
-            )
-            .exclude(present=True)
-            .in_service()
-            .unreserved()
-            .order_by("number")
-        )
-
 
 class Slot(models.Model):
     """One door of a bank: its lock address, what its sensors say, and the asset it holds."""

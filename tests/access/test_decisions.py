@@ -177,6 +177,9 @@ def test_every_reason_code_is_covered_and_has_a_message() -> None:
         Reason.NO_RETURN_SLOT,
         Reason.GRANTED_TAKE,
         Reason.GRANTED_RETURN,
+        # Only a bank deciding from its own snapshot gives these (tests/access/test_decision_core.py).
+        Reason.SNAPSHOT_STALE,
+        Reason.BANK_NOT_READY,
     }
     assert covered == set(Reason)
     denials = set(Reason) - {Reason.GRANTED_TAKE, Reason.GRANTED_RETURN}

@@ -13,6 +13,7 @@ from assets.models import Asset, Checkout, Reservation
 from devices.actions import record_slot_state, set_out_of_service
 from devices.models import Slot
 from lockerhub.audit import SYSTEM
+from lockerhub.models import AuditEvent
 from tests.conftest import BERLIN, WEDNESDAY_10AM, World, stock
 from tests.flows import give_back, take
 
@@ -102,10 +103,11 @@ def test_only_charging_devices_left_are_still_given_out(world: World) -> None:
         {"out_of_service": True},
         {"charge_state": Slot.ChargeState.FAULT},
         {"door_state": Slot.DoorState.OPEN},
+        {"present": False},
     ],
-    ids=["out_of_service", "faulted", "door_open"],
+    ids=["out_of_service", "faulted", "door_open", "ir_empty"],
 )
-def test_never_a_slot_out_of_service_faulted_or_open(world: World, spoil: dict) -> None:
+def test_never_a_slot_out_of_service_faulted_open_or_seen_empty(world: World, spoil: dict) -> None:
     Slot.objects.filter(bank=world.bank, number__in=[1, 2]).update(**spoil)
     assert present_badge(world.bank, world.ana_badge.uid, now=NOW).reservation.slot.number == 3
 
@@ -212,3 +214,63 @@ def test_side_effects_wait_for_commit(world: World, django_capture_on_commit_cal
         present_badge(world.bank, world.ana_badge.uid, now=NOW)
     # The slot change and the tap result go out only after the transaction commits.
     assert len(callbacks) >= 2
+
+
+def test_a_second_tap_while_the_return_door_waits_shows_the_same_door(world: World) -> None:
+    take(world.bank, world.ana_badge.uid, NOW)
+    first = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=1))
+    second = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=1, seconds=4))
+    assert second.reservation.pk == first.reservation.pk
+    assert Reservation.objects.filter(purpose=Reservation.Purpose.RETURN).count() == 1
+
+
+def test_a_return_waiting_at_another_bank_moves_to_the_bank_tapped_last(world: World) -> None:
+    take(world.bank, world.ana_badge.uid, NOW)
+    there = present_badge(world.other_bank, world.ana_badge.uid, now=NOW + timedelta(hours=1))
+
+    here = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=1, minutes=1))
+
+    assert here.granted
+    assert here.reservation.slot.bank_id == world.bank.pk
+    ended = Reservation.objects.get(pk=there.reservation.pk)
+    assert ended.status == Reservation.Status.CANCELLED
+    assert Slot.objects.get(pk=ended.slot_id).lock_state == Slot.LockState.LOCKED
+    # One loan, one return under way.
+    assert list(Reservation.objects.active().filter(purpose="return")) == [here.reservation]
+    assert AuditEvent.objects.get(action="return.cancelled").data["reason"] == "returned elsewhere"
+
+
+def test_a_return_whose_door_is_open_at_another_bank_is_not_started_again(world: World) -> None:
+    take(world.bank, world.ana_badge.uid, NOW)
+    there = present_badge(world.other_bank, world.ana_badge.uid, now=NOW + timedelta(hours=1))
+    record_slot_state(
+        world.other_bank, there.reservation.slot.number, at=NOW + timedelta(hours=1), door_open=True
+    )
+
+    here = present_badge(world.bank, world.ana_badge.uid, now=NOW + timedelta(hours=1, minutes=1))
+
+    assert (here.granted, here.reason) == (False, "no_return_slot")
+    assert Reservation.objects.get(pk=there.reservation.pk).status == Reservation.Status.OPENED
+
+
+def test_a_device_gone_from_circulation_since_the_decision_is_passed_over(
+    world: World, monkeypatch
+) -> None:
+    from access import actions
+
+    decide = actions.server_decision
+
+    def retired_meanwhile(bank, uid, **kwargs):
+        # What a retirement that did not wait for the slot's lock would leave behind.
+        decided = decide(bank, uid, **kwargs)
+        Asset.objects.filter(asset_tag=decided[0].asset).update(status=Asset.Status.RETIRED)
+        return decided
+
+    monkeypatch.setattr(actions, "server_decision", retired_meanwhile)
+
+    result = present_badge(world.bank, world.ana_badge.uid, now=NOW)
+
+    assert result.granted
+    assert result.reservation.slot.number == 2
+    assert Asset.objects.get(asset_tag="SC-1001").status == Asset.Status.RETIRED
+    assert Checkout.objects.get().asset.asset_tag == "SC-1002"
