@@ -164,19 +164,27 @@ def present_badge(
             at=now,
         )
         events.broadcast(events.bank_group(bank.code), "tap", result.as_kiosk_payload())
-        if reason in core.MISUSE:
-            raise_alert(
-                Alert.Kind.SUSPICIOUS_ACCESS,
-                tap_key("badge-misuse", uid, bank.code, now),
-                f"{reason.label} presented at {bank.code}",
-                severity=Alert.Severity.WARNING,
-                details={"uid": uid, "reason": str(reason)},
-                now=now,
-                bank=bank,
-                site_id=bank.site_id,
-                employee=employee,
-            )
+        flag_misuse(bank, uid, str(reason), employee, at=now)
     return result
+
+
+def flag_misuse(
+    bank: LockerBank, uid: str, reason: str, employee: Employee | None, *, at: datetime
+) -> None:
+    """A revoked or lost badge, or an offboarded person's, was presented: suspicious access."""
+    if reason not in core.MISUSE:
+        return
+    raise_alert(
+        Alert.Kind.SUSPICIOUS_ACCESS,
+        tap_key("badge-misuse", uid, bank.code, at),
+        f"{core.REASON_LABELS[reason]} presented at {bank.code}",
+        severity=Alert.Severity.WARNING,
+        details={"uid": uid, "reason": reason},
+        now=at,
+        bank=bank,
+        site_id=bank.site_id,
+        employee=employee,
+    )
 
 
 def _granted_message(reservation: Reservation, employee: Employee) -> str:
@@ -186,7 +194,7 @@ def _granted_message(reservation: Reservation, employee: Employee) -> str:
     return f"Thanks {employee.first_name} — door {reservation.slot.number} is open, put {asset.asset_tag} back and close the door"
 
 
-def _select_badge(uid: str) -> Badge | None:
+def select_badge(uid: str) -> Badge | None:
     """The badge this UID stands for: the active one if any, otherwise the most recent.
 
     Its holder's row is locked in the same statement, and read as it is once the lock is
@@ -212,7 +220,7 @@ def _decide(
     another person's badge in between, that person is locked and the tap decided again.
     """
     for _ in range(3):
-        badge = _select_badge(uid)
+        badge = select_badge(uid)
         decision, snapshot, states = server_decision(
             bank, uid, now=now, intent=intent, pin=pin, lock=True
         )
@@ -371,8 +379,7 @@ def do_revoke_badge(badge: Badge, *, status: str, reason: str, now: datetime, ac
         data={"uid": badge.uid, "reason": reason[:200]},
         at=now,
     )
-    # Workers cache nothing that grants access, but tell them anyway so a kiosk can show it.
-    events.broadcast(events.ALL_DEVICES_GROUP, "badge.revoked", {"uid": badge.uid})
+    # The audit record carries it to every bank's snapshot (devices.bankbus), after commit.
 
 
 # --- Offboarding ---

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from access import core
+from access.actions import flag_misuse, select_badge
 from access.models import AccessEvent, Badge, Employee
 from access.snapshot_builder import server_decision
 from assets import actions as asset_actions
@@ -25,7 +26,6 @@ from assets.models import Asset, Checkout, Reservation
 from devices.models import LockerBank, Slot
 from lockerhub import audit, events
 from lockerhub.actions import raise_alert
-from lockerhub.alerts import tap_key
 from lockerhub.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -63,20 +63,6 @@ def _moment(epoch: Any) -> datetime | None:
     return None
 
 
-def _badge_for(uid: str) -> Badge | None:
-    # As the server's own decision does: the active badge, else the latest; its holder's row
-    # locked, so taps of one person are applied one at a time.
-    badges = list(
-        Badge.objects.filter(uid=uid)
-        .select_related("employee")
-        .select_for_update(of=("employee",))
-        .order_by("-issued_at")[:5]
-    )
-    return next(
-        (b for b in badges if b.status == Badge.Status.ACTIVE), badges[0] if badges else None
-    )
-
-
 def record_bank_tap(
     bank: LockerBank, body: dict[str, Any], *, at: datetime, actor: str
 ) -> AccessEvent:
@@ -86,7 +72,7 @@ def record_bank_tap(
     reason = str(body["reason"])
     now = timezone.now()
     with transaction.atomic(savepoint=False):
-        badge = _badge_for(uid)
+        badge = select_badge(uid)
         employee = badge.employee if badge else None
         # The server's own decision for the same tap, at the tap's time, before this tap's hold.
         server, _, _ = server_decision(bank, uid, now=at)
@@ -127,18 +113,7 @@ def record_bank_tap(
             events.broadcast(
                 events.bank_group(bank.code), "tap", _kiosk_payload(body, employee, hold)
             )
-        if reason in core.MISUSE:
-            raise_alert(
-                Alert.Kind.SUSPICIOUS_ACCESS,
-                tap_key("badge-misuse", uid, bank.code, at),
-                f"{core.REASON_LABELS[reason]} presented at {bank.code}",
-                severity=Alert.Severity.WARNING,
-                details={"uid": uid, "reason": reason},
-                now=at,
-                bank=bank,
-                site_id=bank.site_id,
-                employee=employee,
-            )
+        flag_misuse(bank, uid, reason, employee, at=at)
         if disagree(granted, reason, server):
             _mismatch(bank, body, server, access_event, employee, at=at)
     return access_event

@@ -50,6 +50,8 @@ class BankFeed:
         self.bank = bank
         self.sent: dict[str, Any] | None = None  # the snapshot data the bank holds now
         self.last_notice = 0
+        # Notices at or below this id are in the whole snapshot last built: never news.
+        self.floor = 0
         self.seen: set[int] = set()
         self.commands_sent: set[str] = set()
         self.refresh_at: datetime | None = None
@@ -70,7 +72,8 @@ class BankFeed:
     def whole(self, now: datetime) -> dict[str, Any]:
         """A new whole snapshot (the next version), signed, as an ``access_snapshot`` message."""
         # Notices up to here are in what we are about to read; later ones come as deltas.
-        self.last_notice = max(self.last_notice, last_notice_id())
+        self.floor = self.last_notice = max(self.last_notice, last_notice_id())
+        self.seen.clear()
         data = build_snapshot(self.bank, now=now, version=next_version(self.bank)).to_data()
         self.sent = data
         self.refresh_at = self._refresh_due(now)
@@ -98,7 +101,7 @@ class BankFeed:
     def _notices(self) -> tuple[bool, set[int], bool]:
         """(everything, holder ids, slots) changed since the notices last read."""
         rows = list(
-            BankNotice.objects.filter(id__gt=max(0, self.last_notice - LOOKBACK))
+            BankNotice.objects.filter(id__gt=max(self.floor, self.last_notice - LOOKBACK))
             .filter(Q(bank__isnull=True) | Q(bank_id=self.bank.pk))
             .values_list("id", "scope", "holder_id")
         )
@@ -114,7 +117,7 @@ class BankFeed:
                 holders.add(holder_id)
             else:
                 slots = True
-        floor = self.last_notice - LOOKBACK
+        floor = max(self.floor, self.last_notice - LOOKBACK)
         self.seen = {i for i in self.seen if i > floor}
         return everything, holders, slots
 
@@ -123,6 +126,7 @@ class BankFeed:
         everything, holders, slots = self._notices()
         refresh = self.refresh_at is None or now >= self.refresh_at
         if everything or refresh:
+            self.floor = max(self.floor, last_notice_id())
             new = build_snapshot(self.bank, now=now).to_data()
             self.refresh_at = self._refresh_due(now)
         elif holders or slots:

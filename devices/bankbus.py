@@ -26,6 +26,7 @@ EVERY_BANK = "*"
 _waiters: dict[str, set[Callable[[], None]]] = {}
 _waiters_lock = threading.Lock()
 _listener: threading.Thread | None = None
+_stopping = threading.Event()
 
 
 def register(code: str, callback: Callable[[], None]) -> None:
@@ -155,10 +156,22 @@ def _ensure_listener() -> None:
 def _idle() -> bool:
     """True, and the listener slot freed, when no connection waits any more (lock held)."""
     global _listener
-    if _waiters:
+    if _waiters and not _stopping.is_set():
         return False
     _listener = None
     return True
+
+
+def stop_listening(timeout: float = 5.0) -> None:
+    """Forget every waiter and let go of the listener's database connection (process exit,
+    or a test run about to drop its database)."""
+    with _waiters_lock:
+        _waiters.clear()
+        listener = _listener
+    _stopping.set()
+    if listener is not None:
+        listener.join(timeout)
+    _stopping.clear()
 
 
 def _conninfo() -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""The live event bus: state changes fanned out to browsers and bank workers over Channels.
+"""The live event bus: state changes fanned out to browsers (dashboard, kiosk) over Channels.
+
+Bank workers are not on it: their connections read and write the database only
+(``devices.bankbus``), so losing Redis pauses the live views and never a bank.
 
 Everything is sent after the transaction commits, so nobody sees a change that was rolled
 back, and sending is best effort: Redis being down must never fail an action (the decision
@@ -31,14 +34,6 @@ logger = logging.getLogger(__name__)
 def bank_group(code: str) -> str:
     """Browsers (dashboard, kiosk) watching one bank."""
     return f"bank.{code}"
-
-
-def device_group(code: str) -> str:
-    """The bank worker connection of one bank."""
-    return f"device.{code}"
-
-
-ALL_DEVICES_GROUP = "devices.all"
 
 
 def broadcast(group: str, event_type: str, payload: dict[str, Any]) -> None:

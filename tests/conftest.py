@@ -35,6 +35,16 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bank_listener_released(django_db_setup):
+    """Device connections wake through a PostgreSQL LISTEN connection; it lets go of the test
+    database before the run drops it."""
+    yield
+    from devices import bankbus
+
+    bankbus.stop_listening()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The controller starts the embedded Redis once; xdist workers and later runs reuse it.
     if hasattr(config, "workerinput") or os.environ.get("REDIS_URL"):

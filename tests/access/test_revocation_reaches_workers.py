@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -36,12 +37,19 @@ async def connected_worker(code: str, token: str) -> tuple[WebsocketCommunicator
     return comm, core.Snapshot.from_data(json.loads(message["data"]))
 
 
-async def next_delta(comm: WebsocketCommunicator, code: str) -> dict:
+async def follow_until(
+    comm: WebsocketCommunicator, code: str, snapshot: core.Snapshot, done
+) -> core.Snapshot:
+    """Apply the deltas the bank is sent until ``done(snapshot)``; within a second, since the
+    connection is woken after commit, not at its next periodic check."""
     key = core.load_public_key(await database_sync_to_async(signing.public_key_text)())
-    # Within a second: the connection is woken after commit, not at its next periodic check.
-    message = json.loads(await comm.receive_from(timeout=1))
-    assert message["type"] == "access_delta"
-    return core.open_signed(key, message, bank=code)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
+    while not done(snapshot):
+        message = json.loads(await comm.receive_from(timeout=max(0.01, deadline - loop.time())))
+        assert message["type"] == "access_delta"
+        snapshot = snapshot.with_delta(core.open_signed(key, message, bank=code))
+    return snapshot
 
 
 @pytest.fixture
@@ -53,16 +61,20 @@ async def test_every_connected_bank_hears_of_a_revocation(world: World, tokens) 
     workers = [(code, *await connected_worker(code, token)) for code, token in tokens.items()]
     await database_sync_to_async(revoke_badge)(world.ana_badge, actor=SYSTEM, reason="lost")
     for code, comm, snapshot in workers:
-        updated = snapshot.with_delta(await next_delta(comm, code))
-        assert updated.badge_for(world.ana_badge.uid).status == "revoked"
+        await follow_until(
+            comm, code, snapshot, lambda s: s.badge_for(world.ana_badge.uid).status == "revoked"
+        )
         await comm.disconnect()
 
 
 async def test_offboarding_then_a_tap_at_every_bank_is_denied(world: World, tokens) -> None:
     workers = [(code, *await connected_worker(code, token)) for code, token in tokens.items()]
     await database_sync_to_async(offboard_employee)(world.ana, actor=SYSTEM, now=WEDNESDAY_10AM)
+
+    def denied(snapshot: core.Snapshot) -> bool:
+        decision = core.decide(snapshot, [], WEDNESDAY_10AM.timestamp(), world.ana_badge.uid)
+        return (decision.granted, decision.reason) == (False, core.Reason.EMPLOYEE_OFFBOARDED)
+
     for code, comm, snapshot in workers:
-        updated = snapshot.with_delta(await next_delta(comm, code))
-        decision = core.decide(updated, [], WEDNESDAY_10AM.timestamp(), world.ana_badge.uid)
-        assert (decision.granted, decision.reason) == (False, core.Reason.EMPLOYEE_OFFBOARDED)
+        await follow_until(comm, code, snapshot, denied)
         await comm.disconnect()

@@ -1,4 +1,5 @@
-"""`create_bank` and `rotate_bank_token` print a bank's device token once; only its hash is kept."""
+"""`create_bank` and `rotate_bank_token` print a bank's device token once; only its hash is kept.
+`create_bank` also prints the server's public key, which the bank's worker checks snapshots with."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from access import core
 from devices.models import LockerBank
+from lockerhub import signing
 from lockerhub.models import AuditEvent
 from tests.conftest import World
 
@@ -16,8 +19,12 @@ def test_create_bank_makes_the_slots_and_prints_the_token_once(world: World) -> 
     out = StringIO()
     call_command("create_bank", "BANK-C", "--site", world.site.name, "--slots", "18", stdout=out)
 
-    token = out.getvalue().strip().splitlines()[-1]
+    lines = out.getvalue().strip().splitlines()
+    token, public_key = lines[-3], lines[-1]
     bank = LockerBank.objects.get(code="BANK-C")
+    # The worker is given the server's public key beside its token, to check its snapshots.
+    assert public_key == signing.public_key_text()
+    core.load_public_key(public_key)
     assert bank.slots.count() == 18
     assert set(bank.slots.values_list("board", flat=True)) == {0, 1}
     assert bank.check_token(token)
