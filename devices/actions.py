@@ -464,26 +464,42 @@ def record_failed_event(
 def reconcile_snapshot(bank: LockerBank, slots: list[dict], *, at: datetime) -> int:
     """The worker's snapshot is the physical truth: bring every slot in line. Returns slots changed.
 
-    Holds the bank granted that are long past their time and still waiting (a worker that
-    restarted in the middle of one forgets it) lapse here, so no door stays held for ever.
+    A hold the bank granted whose door went unseen (the worker was down while it opened and
+    closed) is settled by what the sensors say now: a device gone from a take's slot, or back
+    in a return's, completed it; a hold past its time that changed nothing lapses. No door
+    stays held for ever, and no take that physically happened is dropped.
     """
+    by_number = {entry["slot"]: entry for entry in slots}
+    actor = audit.actor_for_bank(bank.code)
     for reservation in (
-        Reservation.objects.select_for_update(of=("self",))
-        .select_related("slot__bank", "slot__asset")
-        .filter(
-            slot__bank=bank,
-            status=Reservation.Status.PENDING,
-            decided_at_bank=True,
-            expires_at__lte=at,
-        )
+        Reservation.objects.select_related("slot")
+        .filter(slot__bank=bank, status=Reservation.Status.PENDING, decided_at_bank=True)
+        .order_by("created_at")
     ):
-        asset_actions.do_end_reservation(
-            reservation,
-            Reservation.Status.LAPSED,
-            at=at,
-            actor=audit.actor_for_bank(bank.code),
-            data={"reason": "the bank no longer holds it"},
+        entry = by_number.get(reservation.slot.number)
+        moved = entry is not None and entry.get("present") is (
+            reservation.purpose == Reservation.Purpose.RETURN
         )
+        if moved and reservation.purpose != Reservation.Purpose.REMOTE:
+            number = reservation.slot.number
+            record_slot_state(bank, number, at=at, door_open=True, actor=actor)
+            record_slot_state(bank, number, at=at, present=entry["present"], actor=actor)
+            record_slot_state(bank, number, at=at, door_open=False, actor=actor)
+        elif reservation.expires_at <= at:
+            locked = (
+                Reservation.objects.select_for_update(of=("self",))
+                .select_related("slot__bank", "slot__asset")
+                .filter(pk=reservation.pk, status=Reservation.Status.PENDING)
+                .first()
+            )
+            if locked is not None:
+                asset_actions.do_end_reservation(
+                    locked,
+                    Reservation.Status.LAPSED,
+                    at=at,
+                    actor=actor,
+                    data={"reason": "the bank no longer holds it"},
+                )
     known = set(bank.slots.values_list("number", flat=True))
     changed = 0
     for entry in slots:

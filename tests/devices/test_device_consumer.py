@@ -563,3 +563,41 @@ async def test_a_bank_works_with_redis_stopped(world, token, now, settings) -> N
     assert (await receive(comm))["id"] == str(reservation.command_id)
     await comm.disconnect()
     assert await AccessEvent.objects.filter(granted=True).acount() == 1
+
+
+async def test_a_take_whose_door_went_unseen_is_settled_by_the_next_snapshot(
+    world, token, now
+) -> None:
+    # The worker was down while the door opened and closed: its restart snapshot shows the
+    # device gone. The take physically happened, so it is recorded, not lapsed.
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world, slot=1))
+    await receive(comm)
+    slots = [
+        {"slot": n, "door_open": False, "present": n in (2, 3, 4), "charge_state": None}
+        for n in range(1, 7)
+    ]
+    await send(comm, {"type": "snapshot", "seq": 2, "at": at(90), "slots": slots})
+    assert await receive(comm) == {"type": "ack", "seq": 2}
+    await comm.disconnect()
+    checkout = await Checkout.objects.aget()
+    assert checkout.status == Checkout.Status.ACTIVE
+    assert not await Alert.objects.filter(kind=Alert.Kind.DOOR_FORCED).aexists()
+
+
+async def test_a_hold_past_its_time_that_changed_nothing_lapses_at_the_next_snapshot(
+    world, token, now
+) -> None:
+    comm = connect("BANK-A", token)
+    await hello(comm)
+    await send(comm, bank_tap(world, slot=1))
+    await receive(comm)
+    slots = [
+        {"slot": n, "door_open": False, "present": n in (1, 2, 3, 4), "charge_state": None}
+        for n in range(1, 7)
+    ]
+    await send(comm, {"type": "snapshot", "seq": 2, "at": at(90), "slots": slots})
+    await receive(comm)
+    await comm.disconnect()
+    assert (await Checkout.objects.aget()).status == Checkout.Status.LAPSED
