@@ -130,42 +130,70 @@ def present_badge(
             actor=actor,
         )
         granted = reservation is not None
-        access_event = AccessEvent.objects.create(
-            bank=bank,
-            at=now,
-            uid=uid,
-            badge=badge,
-            employee=employee,
+        access_event = record_presentation(
+            bank,
+            uid,
+            badge,
             granted=granted,
-            reason=reason,
-            slot=reservation.slot if reservation else None,
-            checkout=reservation.checkout if reservation else None,
+            reason=str(reason),
+            hold=reservation,
+            at=now,
+            actor=actor,
         )
         if reservation is not None:
             message = _granted_message(reservation, employee)
         else:
             message = _message(reason, employee)
         result = TapResult(granted, reason, message, employee, badge, reservation, access_event)
-        audit.record(
-            "badge.presented",
-            actor=actor,
-            subject=access_event,
-            # One record per tap, written last so the chain's lock is held only briefly.
-            data={
-                "bank": bank.code,
-                "uid": uid,
-                "granted": granted,
-                "reason": str(reason),
-                "purpose": reservation.purpose if reservation else None,
-                "slot": reservation.slot.number if reservation else None,
-                "checkout": reservation.checkout_id if reservation else None,
-                "asset": reservation.checkout.asset.asset_tag if reservation else None,
-            },
-            at=now,
-        )
         events.broadcast(events.bank_group(bank.code), "tap", result.as_kiosk_payload())
         flag_misuse(bank, uid, str(reason), employee, at=now)
     return result
+
+
+def record_presentation(
+    bank: LockerBank,
+    uid: str,
+    badge: Badge | None,
+    *,
+    granted: bool,
+    reason: str,
+    hold: Reservation | None,
+    at: datetime,
+    actor: str,
+    data: dict[str, Any] | None = None,
+) -> AccessEvent:
+    """Record one badge presentation, decided by the server or by the bank: its access event
+    and its audit record (written last, so the chain's lock is held only briefly)."""
+    checkout = hold.checkout if hold is not None else None
+    access_event = AccessEvent.objects.create(
+        bank=bank,
+        at=at,
+        uid=uid,
+        badge=badge,
+        employee=badge.employee if badge else None,
+        granted=granted,
+        reason=reason,
+        slot=hold.slot if hold is not None else None,
+        checkout=checkout,
+    )
+    audit.record(
+        "badge.presented",
+        actor=actor,
+        subject=access_event,
+        data={
+            "bank": bank.code,
+            "uid": uid,
+            "granted": granted,
+            "reason": reason,
+            "purpose": hold.purpose if hold is not None else None,
+            "slot": hold.slot.number if hold is not None else None,
+            "checkout": checkout.pk if checkout is not None else None,
+            "asset": checkout.asset.asset_tag if checkout is not None else None,
+            **(data or {}),
+        },
+        at=at,
+    )
+    return access_event
 
 
 def flag_misuse(

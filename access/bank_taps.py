@@ -18,13 +18,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from access import core
-from access.actions import flag_misuse, select_badge
+from access.actions import flag_misuse, record_presentation, select_badge
 from access.models import AccessEvent, Badge, Employee
 from access.snapshot_builder import server_decision
 from assets import actions as asset_actions
 from assets.models import Asset, Checkout, Reservation
 from devices.models import LockerBank, Slot
-from lockerhub import audit, events
+from lockerhub import events
 from lockerhub.actions import raise_alert
 from lockerhub.models import Alert
 
@@ -79,35 +79,16 @@ def record_bank_tap(
         hold: Reservation | None = None
         if granted and isinstance(body.get("slot"), int):
             hold = _open_hold(bank, body, employee, badge, at=at, actor=actor)
-        checkout = hold.checkout if hold is not None else None
-        access_event = AccessEvent.objects.create(
-            bank=bank,
-            at=at,
-            uid=uid,
-            badge=badge,
-            employee=employee,
+        access_event = record_presentation(
+            bank,
+            uid,
+            badge,
             granted=granted,
             reason=reason,
-            slot=hold.slot if hold is not None else None,
-            checkout=checkout,
-        )
-        audit.record(
-            "badge.presented",
-            actor=actor,
-            subject=access_event,
-            data={
-                "bank": bank.code,
-                "uid": uid,
-                "granted": granted,
-                "reason": reason,
-                "decided_at": "bank",
-                "snapshot_version": body.get("version"),
-                "purpose": body.get("purpose"),
-                "slot": body.get("slot"),
-                "checkout": checkout.pk if checkout else None,
-                "asset": body.get("asset"),
-            },
+            hold=hold,
             at=at,
+            actor=actor,
+            data={"decided_at": "bank", "snapshot_version": body.get("version")},
         )
         if now - at < LIVE_FOR:
             events.broadcast(
