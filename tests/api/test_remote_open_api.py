@@ -48,7 +48,8 @@ def test_the_unlock_command_reaches_the_bank_after_commit_and_answers_202(
 
     for callback in callbacks:
         callback()
-    assert woken and set(woken) == {"BANK-A"}
+    assert woken
+    assert set(woken) == {"BANK-A"}
     # Woken, the bank's connection reads the command from the database and sends it.
     (command,) = pending_commands(world.bank, timezone.now())
     reservation = Reservation.objects.get()
