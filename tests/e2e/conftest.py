@@ -106,6 +106,8 @@ class Daphne:
             return False
 
     def stop(self) -> None:
+        if self.log.closed:
+            return
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
@@ -126,17 +128,17 @@ def asgi_server(django_db_setup, django_db_blocker) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def start_daphne(django_db_setup, django_db_blocker) -> Iterator[Callable[..., str]]:
-    """Start another Daphne on the test database with some settings changed; yields its URL.
+def start_daphne(django_db_setup, django_db_blocker) -> Iterator[Callable[..., Daphne]]:
+    """Start another Daphne on the test database with some settings changed.
 
-    Stopped at the end of the session."""
+    Stopped at the end of the session, if the test has not stopped it."""
     servers: list[Daphne] = []
 
-    def start(**env: str) -> str:
+    def start(**env: str) -> Daphne:
         with django_db_blocker.unblock():
             base = server_env()
         servers.append(Daphne({**base, **env}))
-        return servers[-1].url
+        return servers[-1]
 
     yield start
     for server in servers:
@@ -222,6 +224,7 @@ def emulated_bank(asgi_server: str, world, tmp_path: Path) -> Callable[..., Emul
         auto_person: bool = False,
         bank: LockerBank | None = None,
         server: str | None = None,
+        kiosk_port: int = 0,
     ) -> EmulatedBank:
         bank = bank or world.bank
         token = rotate_token(bank, actor=SYSTEM)
@@ -245,6 +248,7 @@ def emulated_bank(asgi_server: str, world, tmp_path: Path) -> Callable[..., Emul
             person_delay=0.3,
             worker_log_level="INFO",
             server_key=signing.public_key_text(),
+            kiosk_port=kiosk_port,
         )
         emulated.start(control=False)
         emulated.proxy = proxies[-1] if through_proxy else None

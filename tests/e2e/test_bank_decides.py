@@ -145,7 +145,7 @@ def test_a_stale_snapshot_refuses_takes_but_takes_returns(
 ) -> None:
     bo = make_employee("E1002", "Bo", world.department, site=world.site)
     bo_badge = issue_badge(bo, "04B0B0B0B0B0B0", actor=SYSTEM)
-    server = start_daphne(LOCKERHUB_SNAPSHOT_VALID_SECONDS="6")
+    server = start_daphne(LOCKERHUB_SNAPSHOT_VALID_SECONDS="6").url
     bank = emulated_bank(through_proxy=True, auto_person=True, server=server)
     snapshot_sent(world)
     bank.tap(world.ana_badge.uid)  # Ana takes a device while all is well
@@ -177,7 +177,7 @@ def test_a_stale_snapshot_refuses_takes_but_takes_returns(
 
 def test_a_bank_works_with_redis_stopped(world: World, emulated_bank, start_daphne) -> None:
     # Nothing listens on port 1: anything on the device path that needed Redis would fail.
-    server = start_daphne(REDIS_URL="redis://127.0.0.1:1/0")
+    server = start_daphne(REDIS_URL="redis://127.0.0.1:1/0").url
     bank = emulated_bank(server=server)
     snapshot_sent(world)
 

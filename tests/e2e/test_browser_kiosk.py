@@ -11,7 +11,7 @@ from devices.models import LockerBank
 from lockerhub.audit import SYSTEM
 from tests.conftest import World
 from tests.e2e.accessibility import accessibility_violations
-from tests.e2e.conftest import save_screenshot, wait_for
+from tests.e2e.conftest import free_port, save_screenshot, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_db")]
 
@@ -77,3 +77,33 @@ def test_a_tap_greets_then_offboarding_turns_the_next_tap_into_a_denial(
     assert accessibility_violations(page) == []
     # Nothing was opened for the denied tap: only the first tap's unlock reached the board.
     assert len(bank.board.unlock_log) == 1
+
+
+def test_with_the_server_gone_the_kiosk_shows_the_banks_own_feed(
+    browser, world: World, emulated_bank, start_daphne
+) -> None:
+    feed_port = free_port()
+    server = start_daphne(LOCKERHUB_KIOSK_LOCAL_FEED=f"ws://127.0.0.1:{feed_port}/")
+    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        pair_this_browser(page, world)
+        bank = emulated_bank(server=server.url, kiosk_port=feed_port)
+        connected(world)
+
+        server.stop()  # the network, or the server, is gone: the bank is on its own
+        page.locator("#kiosk-connection", has_text="Offline mode").wait_for(timeout=20_000)
+        banner = page.locator("#kiosk-offline")
+        assert banner.is_visible()
+        assert "still open doors" in banner.inner_text()
+
+        bank.tap(world.ana_badge.uid)
+        greeting = page.locator("#screen-take h1")
+        greeting.wait_for(state="visible", timeout=20_000)
+        assert greeting.inner_text().startswith("Hi Ana — door ")
+        assert len(bank.board.unlock_log) == 1
+        save_screenshot(page, "kiosk-offline-take")
+        assert accessibility_violations(page) == []
+    finally:
+        context.close()
