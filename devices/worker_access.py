@@ -244,8 +244,8 @@ def still_unconfirmed(
 ) -> list[Note]:
     """The notes a newly received ``snapshot`` does not make redundant.
 
-    A note goes when the server already shows it (the taken asset among the holder's loans;
-    the returned loan gone), or when the server had acknowledged its event before this
+    A note goes when the server already shows it (the taken asset among the holder's active
+    loans; the returned loan gone), or when the server had acknowledged its event before this
     snapshot came (it was built after the event was applied). Until then it stays: a snapshot
     sent on reconnect is built before the journal's events are replayed.
     """
@@ -255,8 +255,10 @@ def still_unconfirmed(
             continue
         holder = snapshot.holders.get(note.holder)
         loans = holder.loans if holder is not None else ()
-        if note.kind == core.Purpose.TAKE and any(lo.asset == note.asset for lo in loans):
-            continue
+        if note.kind == core.Purpose.TAKE and any(
+            lo.asset == note.asset and lo.status == core.LOAN_ACTIVE for lo in loans
+        ):
+            continue  # a loan only reserved is a tap the server has, not yet the take
         if (
             note.kind == core.Purpose.RETURN
             and note.checkout > 0

@@ -69,3 +69,16 @@ def test_notes_go_once_the_server_shows_them_or_had_their_events_before():
     assert still_unconfirmed(snapshot(holders=confirmed), [take, returned], never_acked) == []
     # The server had acknowledged the take's event before this snapshot came: it goes too.
     assert still_unconfirmed(snapshot(holders=holders), [take], lambda seq: seq == 40) == []
+
+
+def test_a_take_the_server_has_only_reserved_stays_a_loan_at_the_bank():
+    # The server has the tap (a reserved loan) but not yet the door closing on an empty slot:
+    # the bank's note that the device is out must stay, or the next tap would think it in.
+    take = take_note(40)
+    reserved = {"1": holder_data("Ana", loans=[loan(501, "SC-1", slot=1, status="reserved")])}
+    assert still_unconfirmed(snapshot(holders=reserved), [take], never_acked) == [take]
+    seen = with_notes(snapshot(holders=reserved), [take])
+    assert seen is not None
+    (held,) = seen.holders[1].loans
+    assert (held.asset, held.status) == ("SC-1", "active")
+    assert seen.slots[1].asset is None

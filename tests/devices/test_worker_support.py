@@ -67,10 +67,13 @@ def holder_data(
     }
 
 
-def loan(checkout: int, asset: str, *, slot: int = 1, due_in: float = 4 * HOUR) -> list[Any]:
-    """An active loan of a scanner taken from ``slot`` of this bank, as the snapshot lists it."""
+def loan(
+    checkout: int, asset: str, *, slot: int = 1, due_in: float = 4 * HOUR, status: str = "active"
+) -> list[Any]:
+    """A loan (active unless said) of a scanner taken from ``slot`` of this bank, as the
+    snapshot lists it."""
     now = time.time()
-    return [checkout, SCANNER, "active", now + due_in, now - HOUR, BANK, slot, asset]
+    return [checkout, SCANNER, status, now + due_in, now - HOUR, BANK, slot, asset]
 
 
 def world(
