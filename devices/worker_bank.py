@@ -198,8 +198,7 @@ class BankState:
         unlock: tuple[int, int] | None = None
         with self._state_lock:
             now = time.time()
-            snapshot = self._snapshot
-            decision = core.decide(snapshot, self._slot_states(), now, uid)
+            decision = self._decide(uid, now)
             event = {
                 "type": str(MessageType.TAP),
                 "at": iso(datetime.fromtimestamp(now, UTC)),
@@ -231,7 +230,7 @@ class BankState:
                     started_at=now,
                     started=time.monotonic(),
                 )
-                local = self._local_data()
+                local = {"holds": self._holds_data()}
                 unlock = (cfg.board, cfg.lock_index)
             try:
                 seq = self.journal.append(event, local=local)
@@ -264,6 +263,10 @@ class BankState:
             event["version"],
         )
         return Tap(seq, uid, decision)
+
+    def _decide(self, uid: str, now: float) -> core.Decision:
+        """The decision on a tap, from the snapshot with the local notes (state lock held)."""
+        return core.decide(self._snapshot, self._slot_states(), now, uid)
 
     # -- the access snapshot -------------------------------------------------------------------
 
@@ -299,7 +302,7 @@ class BankState:
                 ACCESS_SNAPSHOT if whole else ACCESS_DELTA,
                 message["data"],
                 message["sig"],
-                local=self._local_data(notes),
+                local={"notes": [n.to_data() for n in notes]},
             )
             self._base, self._notes = new, notes
             self._snapshot = worker_access.with_notes(new, notes)
@@ -314,12 +317,9 @@ class BankState:
 
     # -- holds -------------------------------------------------------------------------------------
 
-    def _local_data(self, notes: Iterable[Note] | None = None) -> dict[str, Any]:
-        """The local state as the journal keeps it (remote holds are the server's to track)."""
-        return {
-            "holds": [h.to_data() for h in self._holds.values() if h.purpose != REMOTE],
-            "notes": [n.to_data() for n in (self._notes if notes is None else notes)],
-        }
+    def _holds_data(self) -> list[dict[str, Any]]:
+        """The holds as the journal keeps them (remote holds are the server's to track)."""
+        return [h.to_data() for h in self._holds.values() if h.purpose != REMOTE]
 
     def _slot_config(self, slot: int) -> SlotConfig | None:
         return next((cfg for cfg in self._slots if cfg.slot == slot), None)
@@ -407,8 +407,12 @@ class BankState:
                     note = worker_access.note_for(hold, first + position, wall)
                     if note is not None:
                         notes.append(note)
-            local = self._local_data(notes) if changed or ended else None
-            seqs = self.journal.append_many(events, local=local)
+            local: dict[str, Any] = {}
+            if changed or ended:
+                local["holds"] = self._holds_data()
+            if len(notes) != len(self._notes):
+                local["notes"] = [n.to_data() for n in notes]
+            seqs = self.journal.append_many(events, local=local or None)
         if len(notes) != len(self._notes):
             self._notes = notes
             self._snapshot = worker_access.with_notes(self._base, notes)

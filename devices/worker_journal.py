@@ -32,6 +32,7 @@ COMMAND_MEMORY_SECONDS = 24 * 3600.0
 # Kinds of rows in the access table.
 ACCESS_SNAPSHOT = "snapshot"
 ACCESS_DELTA = "delta"
+LOCAL_PARTS = ("holds", "notes")  # the worker's local state, each part stored on its own
 
 
 def utc_now() -> datetime:
@@ -200,8 +201,9 @@ class Journal:
     ) -> list[int]:
         """Like :meth:`append` for several events, in one commit; returns their seqs in order.
 
-        With ``local``, the worker's local state (holds and notes) is replaced by it in the
-        same commit, so what the worker remembers never disagrees with what it reported.
+        With ``local``, the parts of the worker's local state it names (``holds``, ``notes``)
+        are replaced by it in the same commit, so what the worker remembers never disagrees
+        with what it reported. A tap changes only the holds, so it stores only them.
         """
         if not events and local is None:
             return []
@@ -209,7 +211,7 @@ class Journal:
             with self._transaction() as db:
                 added = self._insert_events(db, events)
                 if local is not None:
-                    self._set_meta(db, "local", json.dumps(local, separators=(",", ":")))
+                    self._set_local(db, local)
             self._commit_added(added)
             return list(added)
 
@@ -356,15 +358,21 @@ class Journal:
                 db.execute("DELETE FROM access")
             db.execute("INSERT INTO access (kind, data, sig) VALUES (?, ?, ?)", (kind, data, sig))
             if local is not None:
-                self._set_meta(db, "local", json.dumps(local, separators=(",", ":")))
+                self._set_local(db, local)
 
     # -- local state -----------------------------------------------------------------------------
 
+    def _set_local(self, db: sqlite3.Connection, local: Mapping[str, Any]) -> None:
+        for part, value in local.items():
+            if part not in LOCAL_PARTS:
+                raise ValueError(f"unknown part of the local state {part!r}")
+            self._set_meta(db, f"local.{part}", json.dumps(value, separators=(",", ":")))
+
     def local_state(self) -> dict[str, Any]:
-        """The worker's local state as last stored (``{}`` for a new journal)."""
+        """The worker's local state as last stored, by part (``{}`` for a new journal)."""
         with self.lock:
-            text = self._meta("local")
-        return {} if text is None else json.loads(text)
+            texts = {part: self._meta(f"local.{part}") for part in LOCAL_PARTS}
+        return {part: json.loads(text) for part, text in texts.items() if text is not None}
 
     def close(self) -> None:
         """Close the file. Calling it more than once is harmless."""

@@ -641,8 +641,12 @@ def test_journal_keeps_the_config_the_signed_snapshot_and_the_local_state(journa
     journal.save_config({"type": "config", "slots": []})
     journal.store_access("snapshot", '{"version":1}', "sig1")
     journal.store_access("delta", '{"version":2}', "sig2", local={"holds": [], "notes": [1]})
-    # An event and the local state it changed go in one commit.
-    assert journal.append({"type": "hold_ended", "slot": 1}, local={"holds": [], "notes": []}) == 1
+    # An event and the local state it changed go in one commit; a part not named is kept.
+    assert journal.append({"type": "tap"}, local={"holds": [{"slot": 1}]}) == 1
+    assert journal.append({"type": "hold_ended", "slot": 1}, local={"holds": []}) == 2
+    with pytest.raises(ValueError, match="part"):
+        journal.append({"type": "tap"}, local={"secrets": []})
+    assert journal.next_seq == 3  # the refused append stored nothing
     journal.close()
     journal = Journal(journal_path)
     assert journal.config() == {"type": "config", "slots": []}
@@ -650,7 +654,7 @@ def test_journal_keeps_the_config_the_signed_snapshot_and_the_local_state(journa
         ("snapshot", '{"version":1}', "sig1"),
         ("delta", '{"version":2}', "sig2"),
     ]
-    assert journal.local_state() == {"holds": [], "notes": []}
+    assert journal.local_state() == {"holds": [], "notes": [1]}
     # A whole snapshot replaces the snapshot and its deltas.
     journal.store_access("snapshot", '{"version":3}', "sig3")
     assert [e.data for e in journal.access_entries()] == ['{"version":3}']
